@@ -1,0 +1,108 @@
+"""The adapter configuration: one dataclass, validated on construction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from math import comb
+
+LAYOUTS = ("planes", "brick")
+MAX_ORDER = 4
+
+
+@dataclass(frozen=True)
+class QuICConfig:
+    """How QuIC adapts the target linear layers (DESIGN.md sections 1 and 2).
+
+    Example:
+        >>> QuICConfig(blocks=3, orders=(1, 2)).block_dim(384)
+        15
+    """
+
+    blocks: int = field(default=3, metadata={"help": "N: output features are split into N blocks of floor(d_out / N)."})
+    orders: tuple[int, ...] = field(
+        default=(1, 2), metadata={"help": "Hamming-weight orders k of the compound matrices, each in 1..4, ascending."}
+    )
+    target_modules: tuple[str, ...] = field(
+        default=("query", "value"), metadata={"help": "Linear layers whose name (last part) is listed are adapted."}
+    )
+    layout: str = field(default="planes", metadata={"help": "Givens circuit: 'planes' (default) or 'brick'."})
+    depth: int | None = field(
+        default=None, metadata={"help": "Rounds of the circuit (layers of disjoint pairs); None = the full circuit."}
+    )
+    share_blocks: bool = field(default=False, metadata={"help": "One orthogonal matrix shared by all blocks."})
+    chain: int = field(default=1, metadata={"help": "M >= 1 rotations in sequence, each with its own angles."})
+    n: int | None = field(
+        default=None, metadata={"help": "Size of the orthogonal matrix; None = the largest that fits a block."}
+    )
+    trainable_modules: tuple[str, ...] = field(
+        default=("classifier", "score"),
+        metadata={"help": "Modules (by name, last part) trained in full beside the angles: the task head."},
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "orders", tuple(int(k) for k in self.orders))
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        object.__setattr__(self, "trainable_modules", tuple(self.trainable_modules))
+        _check_int("blocks", self.blocks, 1)
+        _check_int("chain", self.chain, 1)
+        if not self.orders:
+            raise ValueError("orders: give at least one Hamming-weight order, for example orders=(1, 2)")
+        if any(k < 1 or k > MAX_ORDER for k in self.orders):
+            raise ValueError(f"orders: each order must be in 1..{MAX_ORDER}, got {self.orders}")
+        if list(self.orders) != sorted(set(self.orders)):
+            raise ValueError(f"orders: list each order once, ascending, got {self.orders}")
+        if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
+            raise ValueError(f"target_modules: give module names such as ('query', 'value'), got {self.target_modules}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.depth is not None:
+            _check_int("depth", self.depth, 1)
+        if self.n is not None:
+            _check_int("n", self.n, 2)
+            if max(self.orders) > self.n:
+                raise ValueError(f"n: must be at least the largest order {max(self.orders)}, got {self.n}")
+
+    def block_dim(self, d_out: int) -> int:
+        """n for a layer with d_out output features (explicit n is checked against the block size)."""
+        b = d_out // self.blocks
+        if b < 2:
+            raise ValueError(f"blocks: {self.blocks} blocks leave fewer than 2 features each of d_out={d_out}")
+        if self.n is not None:
+            if compound_width(self.n, self.orders) > b:
+                raise ValueError(
+                    f"n: n={self.n} needs {compound_width(self.n, self.orders)} features per block for orders "
+                    f"{self.orders}, but a block of d_out={d_out} / blocks={self.blocks} has only {b}"
+                )
+            return self.n
+        n = max(self.orders)
+        if compound_width(n, self.orders) > b:
+            raise ValueError(
+                f"orders: {self.orders} need at least {compound_width(n, self.orders)} features per block, "
+                f"but d_out={d_out} / blocks={self.blocks} gives {b}; use fewer blocks or lower orders"
+            )
+        while compound_width(n + 1, self.orders) <= b:
+            n += 1
+        return n
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> QuICConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"config: unknown fields {sorted(unknown)}; this quic-edge knows {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def compound_width(n: int, orders: tuple[int, ...]) -> int:
+    """Features of a block taken by the compounds: sum over k of C(n, k)."""
+    return sum(comb(n, k) for k in orders)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")

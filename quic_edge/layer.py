@@ -1,0 +1,126 @@
+"""QuICLinear: a frozen (optionally int8) linear layer followed by the QuIC rotation of its outputs.
+
+y = (x W^T) R + b with R = blockdiag(B_1, ..., B_N, I_tail) and B_i = C_k1(A_i) (+) C_k2(A_i) (+) ... (+) I.
+R is applied block by block with batched matmuls on the activations; it is never built densely except
+by `rotation()`, for tests and merging.
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .compounds import compound
+from .config import QuICConfig, compound_width
+from .givens import gate_count, orthogonal
+from .quantize import Int8Linear
+
+
+class QuICLinear(nn.Module):
+    """The adapted layer. `angles` [chain, blocks or 1, gates] is its only trainable tensor.
+
+    Example:
+        >>> layer = QuICLinear.from_linear(nn.Linear(16, 12), QuICConfig(blocks=2, orders=(1, 2)))
+        >>> layer.angles.shape, layer.n
+        (torch.Size([1, 2, 3]), 3)
+    """
+
+    def __init__(self, base: nn.Module, out_features: int, config: QuICConfig) -> None:
+        super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.config = config
+        self.out_features = out_features
+        self.n = config.block_dim(out_features)
+        self.block_size = out_features // config.blocks
+        self.gates = gate_count(self.n, config.layout, config.depth)
+        copies = 1 if config.share_blocks else config.blocks
+        self.angles = nn.Parameter(torch.zeros(config.chain, copies, self.gates))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, config: QuICConfig, quantize: str | None = "int8") -> QuICLinear:
+        """Wrap `linear` (kept frozen; int8 when quantize="int8", fp32 when None)."""
+        if quantize not in ("int8", None):
+            raise ValueError(f"quantize: must be 'int8' or None, got {quantize!r}")
+        if quantize == "int8":
+            base: nn.Module = Int8Linear.from_linear(linear)
+        else:
+            base = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+            base.load_state_dict(linear.state_dict())
+        return cls(base, linear.out_features, config)
+
+    @property
+    def padding(self) -> int:
+        """Identity features inside each block after the compounds."""
+        return self.block_size - compound_width(self.n, self.config.orders)
+
+    def orthogonal(self) -> torch.Tensor:
+        """[chain, blocks or 1, n, n]: the orthogonal matrix of each chain copy and block."""
+        cfg = self.config
+        return orthogonal(self.angles, self.n, cfg.layout, cfg.depth)
+
+    def block_orthogonal(self) -> torch.Tensor:
+        """[blocks or 1, n, n]: A = A_1 A_2 ... A_M, since R_1 ... R_M = blockdiag(C_k(A_1 ... A_M))."""
+        mats = self.orthogonal()
+        product = mats[0]
+        for m in range(1, mats.shape[0]):
+            product = product @ mats[m]
+        return product
+
+    def compounds(self) -> list[torch.Tensor]:
+        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order."""
+        A = self.block_orthogonal()
+        return [compound(A, k) for k in self.config.orders]
+
+    def rotate(self, y: torch.Tensor) -> torch.Tensor:
+        """y [..., d_out] -> y R, block by block, identity parts untouched."""
+        cfg = self.config
+        lead = y.shape[:-1]
+        used = cfg.blocks * self.block_size
+        blocks = y[..., :used].reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
+        pieces, offset = [], 0
+        for C in self.compounds():  # C: (N or 1, ck, ck)
+            width = C.shape[-1]
+            pieces.append(torch.matmul(blocks[..., offset : offset + width], C))  # (N, T, ck)
+            offset += width
+        if offset < self.block_size:
+            pieces.append(blocks[..., offset:])
+        rotated = torch.cat(pieces, dim=-1).transpose(0, 1).reshape(*lead, used)
+        if used < self.out_features:
+            rotated = torch.cat([rotated, y[..., used:]], dim=-1)
+        return rotated
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.base.bias
+        y = F.linear(x, self._base_weight())
+        y = self.rotate(y)
+        return y if bias is None else y + bias
+
+    def _base_weight(self) -> torch.Tensor:
+        if isinstance(self.base, Int8Linear):
+            return self.base.dequantized_weight()
+        return self.base.weight
+
+    def rotation(self) -> torch.Tensor:
+        """The dense d_out x d_out R (tests and merging only; never in a training graph)."""
+        return self.rotate(torch.eye(self.out_features, dtype=self.angles.dtype, device=self.angles.device))
+
+    @torch.no_grad()
+    def to_linear(self, quantize: str | None = None) -> nn.Module:
+        """The merged layer: W' = R^T W, bias unchanged; requantized to int8 when quantize="int8"."""
+        merged = self.rotation().T @ self._base_weight()
+        linear = nn.Linear(merged.shape[1], merged.shape[0], bias=self.base.bias is not None)
+        linear.weight.copy_(merged)
+        if self.base.bias is not None:
+            linear.bias.copy_(self.base.bias)
+        linear.requires_grad_(False)
+        return Int8Linear.from_linear(linear) if quantize == "int8" else linear
+
+    def extra_repr(self) -> str:
+        c = self.config
+        widths = ", ".join(f"C{k}:{comb(self.n, k)}" for k in c.orders)
+        return f"d_out={self.out_features}, blocks={c.blocks}, b={self.block_size}, n={self.n}, [{widths}], pad={self.padding}"

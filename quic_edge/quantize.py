@@ -1,0 +1,85 @@
+"""int8 weight-only quantization: symmetric, one scale per output channel, dequantized in the graph.
+
+Weights are stored as int8 buffers so they stay int8 in exported ONNX initializers and `.pte` constants;
+dequantization is a plain `w_int8.float() * scale`, which both runtimes differentiate through.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# A frozen weight smaller than this stays fp32: the scale vector would cost more than it saves.
+MIN_QUANTIZED_NUMEL = 4096
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[out, ...] fp32 -> (int8 values, fp32 scale per row). Error per entry at most scale / 2."""
+    flat = weight.detach().float().reshape(weight.shape[0], -1)
+    scale = flat.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(weight.shape), scale
+
+
+class Int8Linear(nn.Module):
+    """A frozen linear layer whose weight is int8 with per-output-channel scales."""
+
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features = weight_int8.shape[1]
+        self.out_features = weight_int8.shape[0]
+        self.register_buffer("weight_int8", weight_int8)
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+        q, scale = quantize_per_channel(linear.weight)
+        return cls(q, scale, linear.bias)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.weight_scale[:, None]  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.dequantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+class Int8Embedding(nn.Module):
+    """A frozen embedding table in int8: gather the int8 rows first, then scale only those rows."""
+
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, padding_idx: int | None) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = weight_int8.shape
+        self.padding_idx = padding_idx
+        self.register_buffer("weight_int8", weight_int8)
+        self.register_buffer("weight_scale", scale)
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
+        q, scale = quantize_per_channel(embedding.weight)
+        return cls(q, scale, embedding.padding_idx)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.weight_int8[ids].float()  # (..., dim)
+        return rows * self.weight_scale[ids].unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+
+def quantize_frozen(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
+    """Replace every large nn.Linear / nn.Embedding below `module` (names in `skip` excluded) by int8."""
+    for name, child in list(module.named_children()):
+        if name in skip:
+            continue
+        if isinstance(child, nn.Linear) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
+            setattr(module, name, Int8Linear.from_linear(child))
+        elif isinstance(child, nn.Embedding) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
+            setattr(module, name, Int8Embedding.from_embedding(child))
+        else:
+            quantize_frozen(child, skip)
+    return module

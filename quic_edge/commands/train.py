@@ -1,0 +1,65 @@
+"""`quic-edge train`: train a bundle on a data file with the device loop of its runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a bundle on a csv/jsonl file (text,label) with its runtime's device loop",
+        description="Verify the bundle, resume from the newest good checkpoint in --out, train over the examples "
+        "in shuffled fixed-size batches, save a checkpoint after each epoch, and export the personal delta "
+        "(--out/delta.safetensors). Torch is not needed (the device loop is torch-free).",
+    )
+    p.add_argument("--bundle", required=True, help="bundle folder (from quic-edge export)")
+    p.add_argument("--data", required=True, help="data file: .csv with columns text,label or .jsonl")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    p.add_argument("--out", required=True, help="work folder: checkpoints/ and delta.safetensors")
+    p.add_argument("--lr", type=float, help="learning rate (default: the bundle's)")
+    p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps, then linear decay to 0")
+    p.add_argument("--eval", metavar="FILE", help="report accuracy on this data file after training")
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def linear_schedule(warmup: int, total: int):
+    """Multiplier per step: linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return schedule
+
+
+def run(args: argparse.Namespace) -> int:
+    from quic_edge.data import read_examples
+    from quic_edge.runtimes import open_loop
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")
+    loop = open_loop(args.bundle, args.out)
+    if loop.manifest.get("task") != "classification" or "tokenizer" not in loop.manifest["files"]:
+        raise ValueError(f"{args.bundle}: `quic-edge train` trains text classification bundles; this one is "
+                         f"{loop.manifest.get('task')} on {loop.manifest.get('model')}")
+    examples = read_examples(args.data, loop.labels)
+    if args.lr is not None:
+        loop.manifest["optimizer"]["lr"] = args.lr
+    total = (len(examples) // loop.batch_size) * args.epochs
+    schedule = linear_schedule(args.warmup, total) if args.warmup else None
+    start = loop.step
+    report = loop.fit(examples, epochs=args.epochs, seed=args.seed, schedule=schedule, progress=not args.no_progress,
+                      checkpoint_every=max(1, total // args.epochs))
+    checkpoint = loop.save_checkpoint()
+    delta = loop.export_delta(Path(args.out) / "delta.safetensors")
+    summary = {"steps": report.steps, "resumed_at_step": start, "first_loss": report.losses[0],
+               "last_loss": report.losses[-1], "skipped_steps": report.skipped_steps, "seconds": round(report.seconds, 2),
+               "checkpoint": str(checkpoint), "delta": str(delta)}
+    if args.eval:
+        summary["accuracy"] = loop.evaluate(read_examples(args.eval, loop.labels))
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -212,7 +212,7 @@ class DeviceLoop(ABC):
                  "base_fingerprint": self.manifest.get("base_fingerprint")}
         atomic_write_bytes(tmp / CHECKPOINT_STATE, json.dumps(state).encode())
         if final.exists():
-            shutil.rmtree(final)
+            _discard(final)
         os.replace(tmp, final)
         fsync_dir(self.checkpoint_dir)
         self._prune()
@@ -245,10 +245,12 @@ class DeviceLoop(ABC):
 
     def _prune(self) -> None:
         for old in self.checkpoints()[self.keep :]:
-            shutil.rmtree(old, ignore_errors=True)
+            _discard(old)
         for tmp in self.checkpoint_dir.glob(".tmp-*"):
             if not tmp.name.endswith(f"-{os.getpid()}"):
                 shutil.rmtree(tmp, ignore_errors=True)
+        for trash in self.checkpoint_dir.glob(".trash-*"):  # left by a process killed while deleting
+            shutil.rmtree(trash, ignore_errors=True)
 
     # ---- delta ------------------------------------------------------------------------------------
     def export_delta(self, path: str | os.PathLike) -> Path:
@@ -265,6 +267,13 @@ def _padded_batches(n: int, batch_size: int) -> Iterable[np.ndarray]:
     for start in range(0, n, batch_size):
         index = np.arange(start, start + batch_size)
         yield np.minimum(index, n - 1)
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder: renamed away first (atomic), so a kill mid-delete never leaves a torn ckpt-*."""
+    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _fsync_file(path: Path) -> None:

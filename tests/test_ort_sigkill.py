@@ -1,0 +1,82 @@
+"""A device process killed with SIGKILL at any moment, checkpoint writes included: the previous checkpoint
+always loads, training resumes from it, and the result equals uninterrupted training."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from quic_edge.export import export_bundle
+from quic_edge.runtimes.ort import OrtLoop
+from quic_edge.runtimes.parity import NUM_LABELS, parity_model
+from quic_edge.tasks import example_batch
+
+# The child trains and checkpoints after every step, as fast as it can, until it is killed. Its batches depend
+# only on the step, so the parameters at step s are the same however often the process died on the way.
+BATCH = textwrap.dedent("""
+    import numpy as np
+
+    def batch(step):
+        rng = np.random.default_rng(step)
+        return {"features": rng.standard_normal((8, 64)).astype(np.float32),
+                "labels": rng.integers(0, 3, size=(8,), dtype=np.int64)}
+""")
+CHILD = BATCH + textwrap.dedent("""
+    import sys
+    from quic_edge.runtimes.ort import OrtLoop
+    loop = OrtLoop(sys.argv[1], sys.argv[2])
+    print("resumed", loop.step, flush=True)
+    while loop.step < int(sys.argv[3]):
+        loop.train_step(batch(loop.step))
+        loop.save_checkpoint()
+        print("saved", loop.step, flush=True)
+""")
+STEPS = 100_000
+namespace: dict = {}
+exec(BATCH, namespace)  # the same batches in this process
+batch = namespace["batch"]
+
+
+def _run_and_kill(bundle, work, delay: float) -> tuple[int, int]:
+    """(step resumed at, last step reported saved) of one child killed after `delay` seconds of training."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(bundle), str(work), str(STEPS)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    resumed = int(child.stdout.readline().split()[1])
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    out, _ = child.communicate()
+    saved = [int(line.split()[1]) for line in out.splitlines() if line.startswith("saved")]
+    return resumed, (saved[-1] if saved else resumed)
+
+
+@pytest.mark.parametrize("kills", [12, pytest.param(60, marks=pytest.mark.slow)])
+def test_sigkill_while_checkpointing_always_leaves_a_loadable_checkpoint(tmp_path, kills):
+    bundle = tmp_path / "bundle"
+    export_bundle("ort", parity_model("mlp"), example_batch("mlp", 8, 1, NUM_LABELS), bundle, labels=["a", "b", "c"],
+                  optimizer="adamw", lr=1e-2)
+    work = tmp_path / "work"
+    rng = random.Random(0)
+    last_saved, torn = 0, 0
+    for _ in range(kills):
+        resumed, last_saved_now = _run_and_kill(bundle, work, rng.uniform(0.02, 0.4))
+        assert resumed >= last_saved  # the newest complete checkpoint (or a newer one) was loaded
+        last_saved = last_saved_now
+        torn += any(p.name.startswith((".tmp-", ".trash-")) for p in (work / "checkpoints").iterdir())
+        assert not any(p.name.startswith("ckpt-") and not (p / "state.json").exists()
+                       for p in (work / "checkpoints").iterdir())  # no torn folder ever carries a checkpoint name
+    assert torn >= kills // 4, f"only {torn} of {kills} kills landed inside a checkpoint write"
+    loop = OrtLoop(bundle, work)
+    assert loop.step >= last_saved > 0
+    reference = OrtLoop(bundle, tmp_path / "reference")
+    for step in range(loop.step):
+        reference.train_step(batch(step))
+    for name, value in reference.parameters().items():
+        np.testing.assert_allclose(loop.parameters()[name], value, rtol=0, atol=1e-6)

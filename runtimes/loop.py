@@ -88,6 +88,10 @@ class DeviceLoop(ABC):
         """The trainable tensors by their model names (copies)."""
 
     @abstractmethod
+    def _write_parameters(self, tensors: dict[str, np.ndarray]) -> None:
+        """Overwrite the trainable tensors in the runtime (names and shapes already checked)."""
+
+    @abstractmethod
     def gradients(self) -> dict[str, np.ndarray]:
         """The gradients of the trainable tensors after `_forward_backward` (copies)."""
 
@@ -134,6 +138,19 @@ class DeviceLoop(ABC):
                 raise ValueError(f"input {spec['name']}: shape {list(array.shape)}, the bundle expects {spec['shape']}")
             if str(array.dtype) != spec["dtype"]:
                 raise ValueError(f"input {spec['name']}: dtype {array.dtype}, the bundle expects {spec['dtype']}")
+
+    def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
+        """Set the trainable tensors (a delta's or a federated global's); exact names and shapes required."""
+        current = self.parameters()
+        if set(current) != set(tensors):
+            missing, extra = sorted(set(current) - set(tensors)), sorted(set(tensors) - set(current))
+            raise ValueError(f"the tensors do not match this bundle (missing {missing[:3]}, unexpected {extra[:3]})")
+        for name, value in current.items():
+            if tuple(np.shape(tensors[name])) != value.shape:
+                raise ValueError(f"{name}: shape {np.shape(tensors[name])}, the bundle has {value.shape}")
+            if not np.isfinite(tensors[name]).all():
+                raise ValueError(f"{name}: holds NaN or infinite values")
+        self._write_parameters({name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in current})
 
     # ---- text examples ----------------------------------------------------------------------------
     @property

@@ -115,6 +115,12 @@ class OrtLoop(DeviceLoop):
         state = self.session[0]
         return {name: np.array(state.get_parameter(name).data.numpy()) for name in self._trainable}
 
+    def _write_parameters(self, tensors: dict[str, np.ndarray]) -> None:
+        C, state = self._ort, self.session[0]
+        device = C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
+        for name, array in tensors.items():  # `array` stays referenced until the copy returns
+            state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(array, device))
+
     def gradients(self) -> dict[str, np.ndarray]:
         state = self.session[0]
         grads = {}

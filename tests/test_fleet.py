@@ -18,7 +18,6 @@ import pytest
 
 from quic_edge.delta import read_delta_file
 from quic_edge.fleet.aggregation import adapter_identity
-from quic_edge.fleet.client import load_parameters
 from quic_edge.fleet.partition import fleet_split
 from quic_edge.fleet.simulate import FleetSettings, export_fleet_bundle
 from quic_edge.fleet.soundness import read_updates
@@ -53,13 +52,13 @@ def test_load_parameters_writes_the_global_into_the_device_loop(bundle, tmp_path
     values = {n: rng.normal(0, 0.05, a.shape).astype(np.float32) for n, a in loop.parameters().items()}
     values["classifier.weight"][:] = 0
     values["classifier.bias"][:] = np.arange(5, dtype=np.float32)
-    load_parameters(loop, values)
+    loop.load_parameters(values)
     for name, array in loop.parameters().items():
         np.testing.assert_array_equal(array, values[name])
     inputs, _ = loop.encode(fleet_split(2, 8, 0, 0, 1.0).clients[0].train)
     np.testing.assert_allclose(loop.logits(inputs), np.tile(np.arange(5, dtype=np.float32), (8, 1)), atol=1e-6)
     with pytest.raises(ValueError, match="missing"):
-        load_parameters(loop, {k: v for k, v in values.items() if k != "classifier.bias"})
+        loop.load_parameters({k: v for k, v in values.items() if k != "classifier.bias"})
 
 
 def _run_cli(*args: str, timeout: int) -> subprocess.CompletedProcess:

@@ -73,29 +73,6 @@ class SimulatedDrop(RuntimeError):
     """Raised by a client told to drop mid-round (fault 'drop'): it trained, then never replied."""
 
 
-def load_parameters(loop: Any, tensors: Mapping[str, np.ndarray]) -> None:
-    """Write these values into the loop's trainable tensors (names and shapes must match exactly).
-
-    DeviceLoop has no setter yet; ONNX Runtime's CheckpointState.copy_parameter_from is what it would call.
-    """
-    current = loop.parameters()
-    if set(current) != set(tensors):
-        missing, extra = sorted(set(current) - set(tensors)), sorted(set(tensors) - set(current))
-        raise ValueError(f"the global delta does not match this bundle (missing {missing[:3]}, unexpected {extra[:3]})")
-    for name, value in current.items():
-        if tuple(np.shape(tensors[name])) != value.shape:
-            raise ValueError(f"{name}: the global delta has shape {np.shape(tensors[name])}, the bundle {value.shape}")
-    setter = getattr(loop, "load_parameters", None)
-    if setter is not None:
-        setter(dict(tensors))
-        return
-    if getattr(loop, "runtime", None) != "ort":
-        raise NotImplementedError(f"load_parameters: no way to set parameters on a {loop.runtime} loop yet")
-    C, state = loop._ort, loop.session[0]  # noqa: SLF001 (no public setter on DeviceLoop yet)
-    device = C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
-    for name in current:
-        array = np.ascontiguousarray(tensors[name], dtype=np.float32)  # kept alive until the copy is done
-        state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(array, device))
 
 
 def arrays_to_numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
@@ -132,7 +109,7 @@ def local_round(settings: ClientSettings, partition: int, global_tensors: Mappin
     """Steps 1-3 of a round: (trained tensors, identity, example count, mean loss)."""
     data = client_data(settings, partition)
     loop = open_client_loop(settings, Path(settings.work_root) / f"client-{partition:03d}")
-    load_parameters(loop, global_tensors)
+    loop.load_parameters(dict(global_tensors))
     report = loop.fit(data.train, epochs=settings.epochs, seed=settings.seed + 1000 * server_round + partition, progress=False)
     loop.save_checkpoint()
     losses = [x for x in report.losses if math.isfinite(x)]
@@ -177,7 +154,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     data = client_data(settings, partition)
     with tempfile.TemporaryDirectory(prefix=f"fleet-personal-{partition}-") as scratch:
         loop = open_client_loop(settings, Path(scratch))
-        load_parameters(loop, arrays_to_numpy(msg.content["arrays"]))
+        loop.load_parameters(arrays_to_numpy(msg.content["arrays"]))
         global_local = loop.evaluate(data.test)
         loop.fit(data.train, epochs=settings.personal_epochs, seed=settings.seed + partition, progress=False)
         personal = loop.evaluate(data.test)

@@ -27,7 +27,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from quic_edge.fleet.aggregation import IDENTITY_KEYS, Update, adapter_identity, aggregate
-from quic_edge.fleet.client import ClientSettings, arrays_to_numpy, load_parameters, numpy_to_arrays
+from quic_edge.fleet.client import ClientSettings, arrays_to_numpy, numpy_to_arrays
 from quic_edge.fleet.partition import fleet_split
 
 log = logging.getLogger("quic_edge.fleet")
@@ -164,7 +164,7 @@ def run_server(grid: Grid, settings: ServerSettings) -> dict[str, Any]:
     accuracy: dict[int, float] = {}
 
     def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        load_parameters(server_loop, arrays_to_numpy(arrays))
+        server_loop.load_parameters(arrays_to_numpy(arrays))
         accuracy[server_round] = server_loop.evaluate(heldout)
         return MetricRecord({"global-accuracy": accuracy[server_round]})
 
@@ -191,7 +191,7 @@ def _write_outputs(out: Path, strategy: FleetAvg, server_loop: Any, history: dic
         arrays = {f"{u.client}/{name}": a for u in updates for name, a in u.tensors.items()}
         weights = {f"{u.client}/__num_examples__": np.array(u.num_examples) for u in updates}
         np.savez(out / f"updates-round-{r}.npz", **arrays, **weights)
-    load_parameters(server_loop, strategy.global_tensors)
+    server_loop.load_parameters(strategy.global_tensors)
     if server_loop.manifest.get("config") is not None:  # a QuIC bundle: the global is a delta a device can load
         history["global_delta"] = str(server_loop.export_delta(out / "global.safetensors"))
         history["global_delta_bytes"] = (out / "global.safetensors").stat().st_size

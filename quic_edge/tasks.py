@@ -37,7 +37,8 @@ class WithLoss(nn.Module):
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         *inputs, target = args
         logits = self.model(*inputs)
-        return task_loss(self.task, logits, target), logits
+        # logits are an evaluation output, never differentiated (ExecuTorch's joint graph requires this)
+        return task_loss(self.task, logits, target), logits.detach()
 
 
 def example_batch(name: str, batch_size: int, seq_len: int, num_labels: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The ONNX Runtime device loop on a small bundle: training, checkpoints, resume, faults, delta, torch-free."""
+"""Both device loops (ONNX Runtime, ExecuTorch) on a small bundle: training, checkpoints, resume, faults, delta."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from quic_edge import load_delta
 from quic_edge.export import export_bundle
 from quic_edge.export.bundle import BundleError
 from quic_edge.runtimes import open_loop
+from quic_edge.runtimes.executorch import ExecuTorchLoop
 from quic_edge.runtimes.ort import OrtLoop
 from quic_edge.runtimes.parity import NUM_LABELS, parity_model
 from quic_edge.tasks import example_batch
@@ -28,10 +29,18 @@ def batch(step: int) -> dict[str, np.ndarray]:
     return example_batch("mlp", 8, 1, NUM_LABELS, seed=step)
 
 
+LOOPS = {"ort": OrtLoop, "executorch": ExecuTorchLoop}
+
+
+@pytest.fixture(scope="module", params=sorted(LOOPS))
+def runtime(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("loop") / "bundle"
-    export_bundle("ort", parity_model("mlp"), batch(0), folder, labels=LABELS, optimizer="adamw", lr=1e-2)
+def bundle(tmp_path_factory, runtime):
+    folder = tmp_path_factory.mktemp(f"loop-{runtime}") / "bundle"
+    export_bundle(runtime, parity_model("mlp"), batch(0), folder, labels=LABELS, optimizer="adamw", lr=1e-2)
     return folder
 
 
@@ -45,9 +54,9 @@ def train(loop, start: int, stop: int) -> list[float]:
     return [loop.train_step(batch(s)) for s in range(start, stop)]
 
 
-def test_open_loop_picks_the_ort_loop_and_training_lowers_the_loss(bundle, tmp_path):
+def test_open_loop_picks_the_runtime_loop_and_training_lowers_the_loss(bundle, runtime, tmp_path):
     loop = open_loop(bundle, tmp_path / "work")
-    assert isinstance(loop, OrtLoop) and loop.step == 0
+    assert isinstance(loop, LOOPS[runtime]) and loop.step == 0
     fixed = batch(0)
     losses = [loop.train_step(fixed) for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0]
@@ -55,13 +64,13 @@ def test_open_loop_picks_the_ort_loop_and_training_lowers_the_loss(bundle, tmp_p
 
 
 def test_resume_continues_exactly_where_it_stopped(bundle, tmp_path):
-    straight = OrtLoop(bundle, tmp_path / "straight")
+    straight = open_loop(bundle, tmp_path / "straight")
     train(straight, 0, 6)
-    first = OrtLoop(bundle, tmp_path / "resumed")
+    first = open_loop(bundle, tmp_path / "resumed")
     train(first, 0, 3)
     first.save_checkpoint()
     del first
-    second = OrtLoop(bundle, tmp_path / "resumed")  # a fresh process would do the same: resume from disk
+    second = open_loop(bundle, tmp_path / "resumed")  # a fresh process would do the same: resume from disk
     assert second.step == 3
     train(second, 3, 6)
     for name, value in straight.parameters().items():  # AdamW moments and step count came back too
@@ -69,23 +78,23 @@ def test_resume_continues_exactly_where_it_stopped(bundle, tmp_path):
 
 
 def test_checkpoints_rotate_and_a_corrupt_newest_falls_back_to_the_previous(bundle, tmp_path):
-    loop = OrtLoop(bundle, tmp_path / "work", keep=2)
+    loop = open_loop(bundle, tmp_path / "work", keep=2)
     saved = {}
     for step in range(3):
         train(loop, step, step + 1)
         loop.save_checkpoint()
         saved[loop.step] = loop.parameters()
     assert [p.name for p in loop.checkpoints()] == ["ckpt-00000003", "ckpt-00000002"]
-    newest = loop.checkpoints()[0] / "checkpoint"
+    newest = next(p for p in loop.checkpoints()[0].iterdir() if p.name != "state.json")  # the runtime's state file
     newest.write_bytes(newest.read_bytes()[:-10] + b"0123456789")
-    again = OrtLoop(bundle, tmp_path / "work")
+    again = open_loop(bundle, tmp_path / "work")
     assert again.step == 2
     for name, value in saved[2].items():
         np.testing.assert_array_equal(again.parameters()[name], value)
 
 
 def test_nan_loss_skips_the_step_and_never_reaches_a_checkpoint(bundle, tmp_path):
-    loop = OrtLoop(bundle, tmp_path / "work")
+    loop = open_loop(bundle, tmp_path / "work")
     train(loop, 0, 2)
     before = loop.parameters()
     poisoned = batch(2)
@@ -98,7 +107,7 @@ def test_nan_loss_skips_the_step_and_never_reaches_a_checkpoint(bundle, tmp_path
         np.testing.assert_array_equal(value, before[name])
     assert np.isfinite(loop.train_step(batch(4)))  # the gradients of the bad steps were dropped
     loop.save_checkpoint()
-    resumed = OrtLoop(bundle, tmp_path / "work")
+    resumed = open_loop(bundle, tmp_path / "work")
     assert all(np.isfinite(v).all() for v in resumed.parameters().values())
 
 
@@ -114,7 +123,7 @@ def test_nan_loss_skips_the_step_and_never_reaches_a_checkpoint(bundle, tmp_path
     ],
 )
 def test_wrong_inputs_are_refused_by_name(bundle, tmp_path, change, match):
-    loop = OrtLoop(bundle, tmp_path / "work")
+    loop = open_loop(bundle, tmp_path / "work")
     bad = batch(0)
     change(bad)
     with pytest.raises(ValueError, match=match):
@@ -130,19 +139,26 @@ def _write_manifest(folder, manifest):
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+def runtime_file(folder) -> str:
+    """The runtime's main file in a bundle (the training graph or the program)."""
+    files = _manifest(folder)["files"]
+    return files.get("training_model") or files["program"]
+
+
 def test_missing_file(copy, tmp_path):
-    (copy / "optimizer_model.onnx").unlink()
-    with pytest.raises(BundleError, match="optimizer_model.onnx is missing"):
-        OrtLoop(copy, tmp_path / "work")
+    name = runtime_file(copy)
+    (copy / name).unlink()
+    with pytest.raises(BundleError, match=f"{name} is missing"):
+        open_loop(copy, tmp_path / "work")
 
 
 def test_altered_file(copy, tmp_path):
-    path = copy / "training_model.onnx"
+    path = copy / runtime_file(copy)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="training_model.onnx is altered or corrupt"):
-        OrtLoop(copy, tmp_path / "work")
+    with pytest.raises(BundleError, match=f"{path.name} is altered or corrupt"):
+        open_loop(copy, tmp_path / "work")
 
 
 def test_newer_format_version(copy, tmp_path):
@@ -160,19 +176,20 @@ def test_path_escaping_the_bundle(copy, tmp_path, path):
     manifest["sha256"][path] = "0" * 64
     _write_manifest(copy, manifest)
     with pytest.raises(BundleError, match="escapes the bundle"):
-        OrtLoop(copy, tmp_path / "work")
+        open_loop(copy, tmp_path / "work")
 
 
-def test_a_bundle_of_another_runtime(copy, tmp_path):
+def test_a_bundle_of_another_runtime(copy, runtime, tmp_path):
+    other = next(r for r in LOOPS if r != runtime)
     manifest = _manifest(copy)
-    manifest["runtime"] = "executorch"
+    manifest["runtime"] = other
     _write_manifest(copy, manifest)
-    with pytest.raises(BundleError, match="is a executorch bundle; this loop runs ort bundles"):
-        OrtLoop(copy, tmp_path / "work")
+    with pytest.raises(BundleError, match=f"is a {other} bundle; this loop runs {runtime} bundles"):
+        LOOPS[runtime](copy, tmp_path / "work")
 
 
 def test_delta_loads_into_pytorch_and_gives_the_runtime_logits(bundle, tmp_path):
-    loop = OrtLoop(bundle, tmp_path / "work")
+    loop = open_loop(bundle, tmp_path / "work")
     train(loop, 0, 5)
     delta = loop.export_delta(tmp_path / "me.safetensors")
     model = load_delta(parity_model("mlp"), delta)  # an independent PyTorch model of the same base and config
@@ -183,7 +200,9 @@ def test_delta_loads_into_pytorch_and_gives_the_runtime_logits(bundle, tmp_path)
     assert delta.stat().st_size < 24_000
 
 
-def test_the_device_loop_never_imports_torch(bundle, tmp_path):
+def test_the_device_loop_never_imports_torch(bundle, runtime, tmp_path):
+    if runtime != "ort":
+        pytest.skip("ExecuTorch's Python runtime imports torch itself (RUNTIMES.md); only the ORT loop is torch-free")
     np.savez(tmp_path / "batch.npz", **batch(0))
     script = textwrap.dedent(f"""
         import sys

@@ -1,4 +1,4 @@
-"""Parity of ONNX Runtime training with PyTorch eager (DESIGN.md section 5): same init, data and optimizer."""
+"""Parity of each runtime with PyTorch eager (DESIGN.md section 5): same init, data and optimizer."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from quic_edge.runtimes.parity import run_parity, within_targets
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 @pytest.mark.parametrize("name", ["mlp", "llama-tiny"])
-def test_parity_small_models(name, optimizer):
-    report = run_parity("ort", name, steps=20, optimizer=optimizer)
+@pytest.mark.parametrize("runtime", ["ort", "executorch"])
+def test_parity_small_models(runtime, name, optimizer):
+    report = run_parity(runtime, name, steps=20, optimizer=optimizer)
     assert report["max_abs_loss_diff"] <= 1e-5
     assert report["max_abs_grad_diff"] <= 1e-5
     assert report["max_abs_param_diff"] <= (1e-4 if optimizer == "adamw" else 1e-5)
@@ -34,6 +35,7 @@ def test_parity_command_writes_the_json_report(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
-def test_parity_minilm(optimizer):
-    report = run_parity("ort", "minilm", steps=20, optimizer=optimizer)
+@pytest.mark.parametrize("runtime", ["ort", "executorch"])
+def test_parity_minilm(runtime, optimizer):
+    report = run_parity(runtime, "minilm", steps=20, optimizer=optimizer)
     assert within_targets(report), {k: report[k] for k in ("max_abs_loss_diff", "max_abs_grad_diff", "max_abs_param_diff")}

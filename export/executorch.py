@@ -1,0 +1,77 @@
+"""ExecuTorch training bundles: one `.pte` program whose forward returns (loss, logits) and the gradients.
+
+    from quic_edge.export.executorch import export_executorch
+    export_executorch(model, example_batch("minilm", 8, 64, 3), "bundle/", labels=["a", "b", "c"])
+
+How (RUNTIMES.md): torch.export of the model wrapped in WithLoss (first output the loss, logits detached),
+`_export_forward_backward` for the joint graph, to_edge, to_executorch. The int8 weights are dequantized as
+`w_int8.float() * scale`, so they stay int8 constants inside the program (checked before writing). The
+optimizer runs on the host (runtimes/executorch.py) on the program's aliased parameter tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from quic_edge.export.common import ExportError, discard_staging, finish_bundle, optimizer_spec, prepare_bundle, split_batch
+from quic_edge.tasks import WithLoss
+
+PROGRAM = "training.pte"
+
+
+def export_executorch(
+    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, *, loss: str | None = None,
+    optimizer: str = "adamw", lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+    weight_decay: float = 0.0, labels: list[str] | None = None, tokenizer: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write an ExecuTorch training bundle for `model`; same arguments and manifest as export_ort."""
+    spec = optimizer_spec(optimizer, lr, betas, eps, weight_decay)
+    manifest, staging = prepare_bundle(
+        model, example_batch, out_dir, runtime="executorch", loss=loss, labels=labels, optimizer=spec,
+        tokenizer=tokenizer, versions=("executorch",),
+    )
+    try:
+        (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
+        manifest["files"]["program"] = PROGRAM
+        return finish_bundle(staging, out_dir, manifest)
+    except BaseException:
+        discard_staging(staging)
+        raise
+
+
+def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> bytes:
+    """The `.pte` bytes of the joint forward-backward program."""
+    from executorch.exir import EdgeCompileConfig, to_edge
+    from torch._decomp import core_aten_decompositions
+    from torch.export import export
+    from torch.export.experimental import _export_forward_backward
+
+    inputs, target = split_batch(example_batch)
+    args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
+    program = _export_forward_backward(export(WithLoss(model, task).eval(), args, strict=False))
+    table = core_aten_decompositions()
+    table[torch.ops.aten.empty_permuted.default] = _empty_permuted  # no ExecuTorch kernel (SiLU's backward uses it)
+    program = program.run_decompositions(table)
+    check_int8(program, model)
+    edge = to_edge(program, compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    return edge.to_executorch().buffer
+
+
+def check_int8(program: Any, model: nn.Module) -> None:
+    """Every int8 tensor of the model must be an int8 constant of the program (not folded to fp32)."""
+    stored = {**program.state_dict, **program.constants}
+    for name, tensor in model.state_dict().items():
+        if tensor.dtype == torch.int8:
+            found = stored.get(f"model.{name}")
+            if found is None or found.dtype != torch.int8:
+                raise ExportError(f"int8 weight {name} did not stay int8 in the ExecuTorch program")
+
+
+def _empty_permuted(size: list[int], physical_layout: list[int], **kwargs: Any) -> torch.Tensor:
+    empty = torch.empty([size[i] for i in physical_layout], **kwargs)
+    return empty.permute([physical_layout.index(i) for i in range(len(size))])

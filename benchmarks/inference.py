@@ -5,6 +5,7 @@
 MiniLM (real weights). Without --delta a delta is made with the library (angles ~ N(0, 0.1), seeded).
 - base: the int8 base with its head, no adapters (the same optimum-onnx route as merged);
 - merged: `quic-edge deploy`'s model.onnx (the delta folded in, requantized int8, int8 initializers);
+- merged-dq-folded: the same file, with session.disable_quant_qdq=1 so ORT folds the int8 weights to fp32 at load;
 - merged-fp32-file: the same export with the weights left as optimum writes them (dequantized fp32);
 - swappable: swappable.onnx (int8 base, the delta's angles and head fed as inputs by SwappableSession).
 Each (model, batch) is measured in a fresh torch-free process (onnxruntime's InferenceSession, CPU arena on, ORT's
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 SEQ, BATCHES, RUNS, WARMUP, ROUNDS = 64, (1, 8), 20, 5, 3
-MODELS = ("base", "merged", "merged-fp32-file", "swappable")
+MODELS = ("base", "merged", "merged-dq-folded", "merged-fp32-file", "swappable")
 
 
 def peak_rss_mib() -> float:
@@ -54,6 +55,8 @@ def measure(kind: str, path: str, delta: str, batch: int) -> dict:
     else:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
+        if kind == "merged-dq-folded":  # ORT keeps DequantizeLinear unfolded (QDQ) unless told otherwise
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         run = lambda: session.run(None, {"input_ids": ids, "attention_mask": mask})  # noqa: E731
     load_s = time.perf_counter() - start
@@ -93,6 +96,7 @@ def build(work: Path, delta: str | None) -> tuple[dict[str, Path], str]:
     export_optimum_onnx(base, work / "base")
     export_optimum_onnx(merged_model(delta), work / "fp32-file", int8=False)
     paths = {"base": work / "base" / "model.onnx", "merged": work / "deployed" / "model.onnx",
+             "merged-dq-folded": work / "deployed" / "model.onnx",
              "merged-fp32-file": work / "fp32-file" / "model.onnx", "swappable": work / "deployed" / "swappable.onnx"}
     return paths, delta
 

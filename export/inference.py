@@ -6,7 +6,9 @@
   Dense(identity), so the export is a sentence-transformers feature-extraction model whose `sentence_embedding`
   output is the logits; `optimum.onnxruntime.ORTModelForCustomTasks` loads it. optimum exports from a checkpoint,
   so the merged int8 weights are written dequantized; `int8_initializers` then stores every such weight int8 again
-  (DequantizeLinear per channel, bit-identical values).
+  (DequantizeLinear per channel, bit-identical values). ONNX Runtime keeps DequantizeLinear unfolded by default:
+  int8 in memory, dequantized every run (benchmarks/results/inference.md: 44 ms, 374 MiB at batch 1, 1 thread);
+  session option session.disable_quant_qdq=1 folds it at load (19 ms, 462 MiB). The device picks.
 - `export_executorch_program(merged, out)`: torch.export -> to_edge -> to_executorch; the int8 weights stay int8.
 - `export_swappable_onnx(model, out)`: the int8 base with every delta tensor (angles and head) a graph input,
   so one file serves many people (quic_edge.deploy.SwappableSession feeds a delta file).

@@ -1,0 +1,69 @@
+"""Arguments and entry points shared by `quic-edge bench compare|ablation` and benchmarks/{compare,ablation}.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+def _common(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--quick", action="store_true", help=f"a smoke run of the {what} (about a minute)")
+    p.add_argument("--tasks", help="comma-separated offline tasks (default bbc,tweets)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default 3)")
+    p.add_argument("--n-train", type=int, help="training examples per task and seed (default 160)")
+    p.add_argument("--n-test", type=int, help="held-out examples per task and seed (default 300)")
+    p.add_argument("--out", help="results folder (default benchmarks/results)")
+    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    found = {"tasks": _names(args.tasks), "seeds": tuple(int(x) for x in _names(args.seeds) or ()) or None,
+             "epochs": args.epochs, "n_train": args.n_train, "n_test": args.n_test, "out": args.out}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, "comparison")
+    p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full)")
+    p.add_argument("--work", help="scratch folder for bundles and work dirs (default runs/bench-compare)")
+
+
+def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, "ablation")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from quic_edge.bench.compare import CompareSettings, run_compare
+
+    overrides = _overrides(args)
+    if args.adapters:
+        overrides["adapters"] = _names(args.adapters)
+    if args.work:
+        overrides["work"] = args.work
+    settings = CompareSettings.make(quick=args.quick, **overrides)
+    return _finish(run_compare(settings, progress=not args.no_progress), args, Path(settings.out) / "compare.md")
+
+
+def run_ablation_command(args: argparse.Namespace) -> int:
+    from quic_edge.bench.ablation import AblationSettings, run_ablation
+
+    overrides = _overrides(args)
+    if args.threads:
+        overrides["threads"] = args.threads
+    settings = AblationSettings.make(quick=args.quick, **overrides)
+    return _finish(run_ablation(settings, progress=not args.no_progress), args, Path(settings.out) / "ablation.md")
+
+
+def _finish(summary: dict, args: argparse.Namespace, table: Path) -> int:
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    print(table.read_text())
+    return 0

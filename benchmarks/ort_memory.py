@@ -4,8 +4,8 @@
 
 MiniLM (real weights), batch 8 x sequence 64, AdamW, 20 steps, each adapter exported the same way
 (quic_edge.export.export_ort; QuIC and LoRA on query/value of an int8 base, full fine-tuning fp32), each measured
-in a fresh torch-free process (OrtLoop). Peak RSS (VmHWM) is read per phase: after load (sessions built), first
-step, steady state (steps 2..20); /proc/self/clear_refs resets the peak between phases. Session settings:
+in a fresh torch-free process (quic_edge.bench.memory, the tool behind `quic-edge bench memory`). Peak RSS (VmHWM)
+is read per phase: after load (sessions built), first step, steady state (steps 2..20). Session settings:
 enable_mem_pattern=False always; the CPU arena on (ORT's default) and off, both reported.
 """
 
@@ -13,59 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from quic_edge.bench.memory import measure_fresh
+
 BATCH, SEQ, STEPS, LABELS = 8, 64, 20, ["a", "b", "c"]
 ADAPTERS = ("quic", "lora8", "full")
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
-
-
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def measure(bundle: str, work: str, arena: bool) -> dict:
-    """Runs in a fresh process: no torch, only the device loop."""
-    import numpy as np
-
-    from quic_edge.runtimes.ort import OrtLoop
-
-    rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(1000, 30522, size=(BATCH, SEQ), dtype=np.int64),
-             "attention_mask": np.ones((BATCH, SEQ), dtype=np.int64),
-             "labels": rng.integers(0, len(LABELS), size=(BATCH,), dtype=np.int64)}
-    start = time.perf_counter()
-    loop = OrtLoop(bundle, work, cpu_arena=arena)
-    loop.session  # noqa: B018  (build the sessions now: that is "load")
-    load_s = time.perf_counter() - start
-    rss = {"load": peak_rss_mib()}
-    reset_peak()
-    times, losses = [], []
-    for step in range(STEPS):
-        t0 = time.perf_counter()
-        losses.append(loop.train_step(batch))
-        times.append(time.perf_counter() - t0)
-        if step == 0:
-            rss["first_step"] = peak_rss_mib()
-            reset_peak()
-    rss["steady"] = peak_rss_mib()
-    checkpoint = loop.save_checkpoint()
-    return {
-        "peak_rss_mib": rss, "load_seconds": load_s, "first_step_ms": times[0] * 1e3,
-        "median_step_ms": statistics.median(times[1:]) * 1e3, "losses": losses,
-        "checkpoint_bytes": sum(p.stat().st_size for p in checkpoint.iterdir()),
-        "torch_imported": "torch" in sys.modules,
-    }
 
 
 def export_all(root: Path) -> dict[str, dict]:
@@ -124,12 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results", help="results folder")
     parser.add_argument("--work", default="runs/bench-ort", help="scratch folder for bundles and checkpoints")
-    parser.add_argument("--measure", nargs=3, metavar=("BUNDLE", "WORK", "ARENA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure:
-        bundle, work, arena = args.measure
-        print(json.dumps(measure(bundle, work, arena == "on")))
-        return
     root = Path(args.work)
     import shutil
 
@@ -140,9 +89,7 @@ def main() -> None:
     for adapter in ADAPTERS:
         for arena in ("on", "off"):
             work = root / f"work-{adapter}-{arena}"
-            done = subprocess.run([sys.executable, __file__, "--measure", str(root / adapter), str(work), arena],
-                                  capture_output=True, text=True, check=True)
-            results["runs"][f"{adapter}/{arena}"] = json.loads(done.stdout.strip().splitlines()[-1])
+            results["runs"][f"{adapter}/{arena}"] = measure_fresh(root / adapter, work, STEPS, cpu_arena=arena == "on")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ort_memory.json").write_text(json.dumps(results, indent=2))

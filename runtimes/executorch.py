@@ -131,6 +131,12 @@ class ExecuTorchLoop(DeviceLoop):
         self._adam_step = step
 
     def planned_memory_bytes(self) -> list[int]:
-        """The program's memory-planned buffer sizes (ExecuTorch's own memory figure)."""
-        meta = self._module.model.method_meta("forward")
-        return [meta.memory_planned_buffer_size(i) for i in range(meta.num_memory_planned_buffers())]
+        """The sizes of the program's memory-planned buffers (ExecuTorch's own memory figure), read from the `.pte`.
+
+        The pybindings' MethodMeta does not expose them, so the program's flatbuffer is read (buffer 0 is reserved).
+        """
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+        data = bundle_file(self.bundle_dir, self.manifest, "program").read_bytes()
+        plans = {plan.name: plan for plan in deserialize_pte_binary(data).program.execution_plan}
+        return list(plans["forward"].non_const_buffer_sizes[1:])

@@ -33,6 +33,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "comparison")
     p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full)")
     p.add_argument("--work", help="scratch folder for bundles and work dirs (default runs/bench-compare)")
+    p.add_argument("--memory-rounds", type=int, help="fresh measuring processes per adapter (default 3; --quick 1)")
 
 
 def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,6 +49,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
         overrides["adapters"] = _names(args.adapters)
     if args.work:
         overrides["work"] = args.work
+    if args.memory_rounds:
+        overrides["memory_rounds"] = args.memory_rounds
     settings = CompareSettings.make(quick=args.quick, **overrides)
     return _finish(run_compare(settings, progress=not args.no_progress), args, Path(settings.out) / "compare.md")
 

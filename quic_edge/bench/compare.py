@@ -5,16 +5,14 @@
 
 Per adapter and task one bundle is exported (the head has 5 outputs for bbc, 3 for tweets); every seed trains
 from that bundle with the seed's initial tensors loaded (`DeviceLoop.load_parameters`), on the seed's split and
-batch order. Memory and step time come from fresh torch-free processes, one per adapter, all measured by the
-same function on the first task's bundle.
+batch order. Memory and step time come from fresh torch-free processes (`memory_rounds` per adapter, in rotated
+order), all measured by `quic_edge.bench.memory` on the first task's bundle.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +30,17 @@ from quic_edge.bench.common import (
     mean_spread,
     task_split,
 )
+from quic_edge.bench.memory import measure_fresh
 
-MEASURE_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ort_memory.py"
+MEASURE_STEPS = 20  # per fresh measuring process (quic_edge.bench.memory)
 
 
 @dataclass(frozen=True)
 class CompareSettings(RunSettings):
     adapters: tuple[str, ...] = tuple(ADAPTERS)
     work: str = "runs/bench-compare"
-    QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "head"))
+    memory_rounds: int = 3  # fresh processes per adapter, in rotated order: step times on a shared machine are noisy
+    QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "head"), memory_rounds=1)
 
 
 def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
         raise ValueError(f"adapters: unknown {unknown}; known {list(ADAPTERS)}")
     root = Path(s.work)
     shutil.rmtree(root, ignore_errors=True)
-    total = len(s.adapters) * (len(s.tasks) + 1 + len(s.tasks) * len(s.seeds))
+    total = len(s.adapters) * (len(s.tasks) + s.memory_rounds + len(s.tasks) * len(s.seeds))
     bar = tqdm(total=total, disable=not progress, desc="bench compare", unit="job")
     start = time.perf_counter()
     splits = {(t, seed): task_split(t, s.n_train, s.n_test, seed) for t in s.tasks for seed in s.seeds}
@@ -62,11 +62,14 @@ def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
             bar.set_postfix_str(f"export {name} {task}")
             exports[name, task] = export_adapter(name, splits[task, s.seeds[0]].labels, s, root / "bundles" / task / name)
             bar.update(1)
-    memory = {}
-    for name in s.adapters:
-        bar.set_postfix_str(f"memory {name}")
-        memory[name] = measure_fresh(exports[name, s.tasks[0]]["bundle"], root / "memory" / name)
-        bar.update(1)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in s.adapters}
+    for r in range(s.memory_rounds):
+        for name in s.adapters[r % len(s.adapters) :] + s.adapters[: r % len(s.adapters)]:
+            bar.set_postfix_str(f"memory {name} round {r + 1}")
+            bundle = exports[name, s.tasks[0]]["bundle"]
+            rounds[name].append(measure_fresh(bundle, root / "memory" / name / str(r), MEASURE_STEPS))
+            bar.update(1)
+    memory = {name: combine_rounds(found) for name, found in rounds.items()}
     runs = []
     for task in s.tasks:
         for name in s.adapters:
@@ -113,13 +116,17 @@ def export_adapter(name: str, labels: list[str], s: CompareSettings, out: Path) 
             "bundle_bytes": sum(files.values()), "file_bytes": files, "trainable": trainable, "adapter_numbers": adapter_only}
 
 
-def measure_fresh(bundle: str, work: Path) -> dict[str, Any]:
-    """Peak RSS per phase, step times and checkpoint bytes of the device loop, in a fresh torch-free process."""
-    done = subprocess.run([sys.executable, str(MEASURE_SCRIPT), "--measure", bundle, str(work), "on"],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory measurement of {bundle} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several fresh-process measurements of one adapter: the highest peak per phase, the median step time."""
+    phases = rounds[0]["peak_rss_mib"]
+    return {
+        "peak_rss_mib": {p: max(r["peak_rss_mib"][p] for r in rounds) for p in phases},
+        "median_step_ms": statistics.median(r["median_step_ms"] for r in rounds),
+        "first_step_ms": statistics.median(r["first_step_ms"] for r in rounds),
+        "checkpoint_bytes": rounds[0]["checkpoint_bytes"],
+        "torch_imported": any(r["torch_imported"] for r in rounds),
+        "rounds": [{k: v for k, v in r.items() if k != "losses"} for r in rounds],
+    }
 
 
 def train_and_evaluate(export: dict[str, Any], split, seed: int, s: CompareSettings, root: Path) -> dict[str, Any]:
@@ -155,6 +162,7 @@ def adapter_row(name: str, exports: dict, memory: dict[str, Any], runs: list[dic
         "peak_rss_mib": memory["peak_rss_mib"], "training_peak_rss_mib": max(memory["peak_rss_mib"].values()),
         "median_step_ms": memory["median_step_ms"], "first_step_ms": memory["first_step_ms"],
         "torch_imported": memory["torch_imported"], "accuracy": accuracy, "export_seconds": first["export_seconds"],
+        "memory_rounds": memory["rounds"],
     }
 
 

@@ -37,8 +37,10 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])}; "
         f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}. Accuracy: {s['n_train']} training "
         f"and {s['n_test']} held-out examples per task, {s['epochs']} epochs, seeds {list(s['seeds'])} (a seed picks the "
-        "split, the batch order and the initial head / LoRA A), mean ± sample std. Memory and step time: one fresh "
-        f"torch-free process per adapter on the {tasks[0]} bundle, 20 steps, CPU arena on, mem pattern off.",
+        "split, the batch order and the initial head / LoRA A), mean ± sample std. Memory and step time: "
+        f"{s['memory_rounds']} fresh torch-free process(es) per adapter, rounds in rotated order, on the {tasks[0]} bundle, "
+        "20 steps each, CPU arena on, mem pattern off; the highest peak per phase and the median of the per-process "
+        "median step times.",
         "",
         "| adapter | lr | trainable (adapter + head) | bundle MB | checkpoint MB | delta bytes | peak RSS load / first / "
         "steady (MiB) | median step ms | " + " | ".join(f"acc {t}" for t in tasks) + " |",

@@ -1,0 +1,232 @@
+"""`quic-edge bench memory`: the memory of training on the device, measured the way a Raspberry Pi user would.
+
+    quic-edge bench memory --bundle bundle/ --runtime ort --steps 10 --json pi.json
+
+A fresh child process opens the bundle's device loop and trains `steps` steps on one fixed batch. It reads its
+own peak RSS (VmHWM in /proc/self/status) after each phase: load (bundle verified, runtime files loaded), first
+step, steady state (the remaining steps); writing 5 to /proc/self/clear_refs resets the peak between phases.
+Torch-free for ONNX Runtime bundles: on a Pi it needs only the runtime, numpy, safetensors and tokenizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PHASES = ("load", "first_step", "steady")
+# Texts for the measuring batch when the bundle has a tokenizer (memory does not depend on what they say).
+SAMPLE_TEXTS = (
+    "The match went to extra time before the home side scored the winner.",
+    "Shares fell sharply after the company warned that profits would miss forecasts.",
+    "The new phone has a larger screen, a faster chip and a camera that works well at night.",
+    "Ministers will vote on the proposal next week after months of debate in parliament.",
+)
+RUNTIME_DISTRIBUTIONS = {"ort": ("onnxruntime-training-cpu", "onnxruntime-training", "onnxruntime"),
+                         "executorch": ("executorch",)}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status: peak RSS per phase needs Linux")
+
+
+def reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, RAM, OS and versions: what a reader needs to compare figures from two machines."""
+    cpuinfo = _read("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.split(":", 1)[0].strip() in ("model name", "Model", "Hardware")), platform.processor())
+    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0)
+    os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release").splitlines()
+                    if line.startswith("PRETTY_NAME=")), platform.platform())
+    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "ram_mib": round(mem_kib / 1024), "os": os_name,
+            "kernel": platform.release(), "arch": platform.machine(), "python": platform.python_version()}
+
+
+def runtime_version(runtime: str) -> str | None:
+    for dist in RUNTIME_DISTRIBUTIONS.get(runtime, ()):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def measuring_batch(loop: Any) -> dict[str, Any]:
+    """One batch of the bundle's shapes: sample texts through its tokenizer, else zeros (valid ids for any model)."""
+    import numpy as np
+
+    from quic_edge.data import Example
+
+    manifest = loop.manifest
+    if "tokenizer" in manifest["files"] and loop.labels:
+        texts = [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(loop.batch_size)]
+        examples = [Example(t, loop.labels[i % len(loop.labels)]) for i, t in enumerate(texts)]
+        inputs, targets = loop.encode(examples)
+        return {**inputs, manifest["target"]["name"]: targets}
+    specs = [*manifest["inputs"], manifest["target"]]
+    return {s["name"]: np.zeros(s["shape"], dtype=s["dtype"]) for s in specs}
+
+
+def measure(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, **loop_options: Any) -> dict[str, Any]:
+    """Train `steps` steps in this process and report peak RSS per phase. Call it in a fresh process."""
+    from quic_edge.runtimes import open_loop
+
+    start = time.perf_counter()
+    loop = open_loop(bundle, work, **loop_options)
+    getattr(loop, "session", None)  # ORT builds its sessions on first use: count that as load
+    batch = measuring_batch(loop)
+    load_seconds = time.perf_counter() - start
+    rss = {"load": peak_rss_mib()}
+    reset_peak()
+    times, losses = [], []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        losses.append(loop.train_step(batch))
+        times.append(time.perf_counter() - t0)
+        if step == 0:
+            rss["first_step"] = peak_rss_mib()
+            reset_peak()
+    rss["steady"] = peak_rss_mib() if steps > 1 else rss["first_step"]
+    checkpoint = loop.save_checkpoint()
+    manifest = loop.manifest
+    return {
+        "runtime": loop.runtime, "model": manifest.get("model"), "adapter": manifest.get("adapter"), "steps": steps,
+        "batch": {name: list(a.shape) for name, a in batch.items()},
+        "trainable_numbers": sum(_prod(s) for s in manifest["trainable"].values()),
+        "peak_rss_mib": rss, "training_peak_rss_mib": max(rss.values()), "load_seconds": load_seconds,
+        "first_step_ms": times[0] * 1e3, "median_step_ms": statistics.median(times[1:] or times) * 1e3, "losses": losses,
+        "runtime_memory": runtime_memory(loop, loop_options),
+        "bundle_bytes": sum(p.stat().st_size for p in Path(bundle).iterdir() if p.is_file()),
+        "checkpoint_bytes": sum(p.stat().st_size for p in checkpoint.iterdir()),
+        "torch_imported": "torch" in sys.modules, "runtime_version": runtime_version(loop.runtime),
+        "machine": machine_info(),
+    }
+
+
+def runtime_memory(loop: Any, loop_options: dict[str, Any]) -> dict[str, Any]:
+    """The runtime's own memory figures and settings: ExecuTorch's memory-planned buffers; ORT's allocator settings."""
+    if hasattr(loop, "planned_memory_bytes"):
+        planned = loop.planned_memory_bytes()
+        return {"planned_buffer_bytes": planned, "planned_total_mib": sum(planned) / 2**20}
+    return {"cpu_arena": loop_options.get("cpu_arena", True), "enable_mem_pattern": False,
+            "intra_op_threads": loop_options.get("threads", 0) or "runtime default"}
+
+
+def _prod(shape: list[int]) -> int:
+    result = 1
+    for s in shape:
+        result *= int(s)
+    return result
+
+
+def measure_fresh(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, cpu_arena: bool = True,
+                  threads: int = 0) -> dict[str, Any]:
+    """`measure` in a fresh child process (peak RSS is per process); raises with the child's error on failure."""
+    command = [sys.executable, "-m", "quic_edge.bench.memory", str(bundle), str(work), "--steps", str(steps),
+               "--cpu-arena", "on" if cpu_arena else "off", "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory measurement of {bundle} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A short human-readable report of one measurement."""
+    m, r = result["machine"], result["peak_rss_mib"]
+    lines = [
+        f"# Training memory: {result['model']} ({result['adapter']}) on {result['runtime_version'] or result['runtime']}",
+        "",
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_mib']} MiB RAM, {m['os']} ({m['arch']}, kernel {m['kernel']}), "
+        f"Python {m['python']}" + (f"; {result['label']}" if result.get("label") else ""),
+        f"batch: {', '.join(f'{k} {v}' for k, v in result['batch'].items())}; {result['steps']} steps; "
+        f"{result['trainable_numbers']:,} trainable numbers; torch imported: {result['torch_imported']}",
+        "",
+        "| phase | peak RSS (MiB) |",
+        "|---|---|",
+        *(f"| {phase.replace('_', ' ')} | {r[phase]:.1f} |" for phase in PHASES),
+        "",
+        f"load {result['load_seconds']:.2f} s; first step {result['first_step_ms']:.0f} ms; "
+        f"median step {result['median_step_ms']:.0f} ms; bundle {result['bundle_bytes'] / 1e6:.1f} MB; "
+        f"checkpoint {result['checkpoint_bytes'] / 1e6:.1f} MB",
+        f"runtime memory: {json.dumps(result['runtime_memory'])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", required=True, help="bundle folder (from quic-edge export)")
+    p.add_argument("--runtime", choices=sorted(RUNTIME_DISTRIBUTIONS),
+                   help="the bundle's runtime (checked against its manifest; default: the manifest's)")
+    p.add_argument("--steps", type=int, default=10, help="training steps (default 10; the first is its own phase)")
+    p.add_argument("--work", help="scratch folder for the checkpoint (default: a temporary folder)")
+    p.add_argument("--cpu-arena", choices=("on", "off"), default="on", help="ONNX Runtime's CPU arena (default on)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (default 0: its choice)")
+    p.add_argument("--label", help="free text stored with the result (e.g. 'Pi Zero 2 W' or 'qemu-user emulation')")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from quic_edge.export.bundle import read_manifest
+
+    if args.steps < 1:
+        raise ValueError(f"--steps: must be >= 1, got {args.steps}")
+    runtime = read_manifest(args.bundle).get("runtime")
+    if args.runtime and args.runtime != runtime:
+        raise ValueError(f"--runtime {args.runtime}: {args.bundle} is a {runtime} bundle; pass --runtime {runtime}")
+    if runtime != "ort" and (args.cpu_arena == "off" or args.threads):
+        raise ValueError("--cpu-arena and --threads are ONNX Runtime settings; leave them out for a "
+                         f"{runtime} bundle")
+    print(f"measuring {args.bundle} ({runtime}, {args.steps} steps) in a fresh process...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="quic-edge-memory-") as scratch:
+        result = measure_fresh(args.bundle, args.work or scratch, args.steps, args.cpu_arena == "on", args.threads)
+    result["label"] = args.label
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    return 0
+
+
+def _child_main() -> None:
+    p = argparse.ArgumentParser(description="the measuring child of quic-edge bench memory")
+    p.add_argument("bundle")
+    p.add_argument("work")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cpu-arena", choices=("on", "off"), default="on")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    from quic_edge.export.bundle import read_manifest
+
+    options = {}
+    if read_manifest(args.bundle).get("runtime") == "ort":
+        options = {"cpu_arena": args.cpu_arena == "on", "threads": args.threads}
+    print(json.dumps(measure(args.bundle, args.work, args.steps, **options)))
+
+
+if __name__ == "__main__":
+    _child_main()

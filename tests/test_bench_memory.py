@@ -1,0 +1,80 @@
+"""`quic-edge bench memory` (issue 6): the Raspberry Pi tool, run here on real bundles of both runtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quic_edge.cli import main
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module", params=["ort", "executorch"])
+def bundle(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param) / "bundle"
+    assert main(["export", "--runtime", request.param, "--model", "mlp", "--labels", "a,b,c", "--out", str(folder)]) == 0
+    return request.param, folder
+
+
+def test_reports_peaks_per_phase_runtime_figures_and_the_machine(bundle, tmp_path, capsys):
+    runtime, folder = bundle
+    out = tmp_path / "memory.json"
+    assert main(["bench", "memory", "--bundle", str(folder), "--runtime", runtime, "--steps", str(STEPS),
+                 "--json", str(out), "--label", "test run"]) == 0
+    result = json.loads(out.read_text())
+    rss = result["peak_rss_mib"]
+    assert set(rss) == {"load", "first_step", "steady"}
+    assert all(20 < v < 4096 for v in rss.values()), rss
+    assert result["training_peak_rss_mib"] == max(rss.values())
+    assert result["steps"] == STEPS and len(result["losses"]) == STEPS and result["losses"][-1] < result["losses"][0]
+    assert result["median_step_ms"] > 0 and result["checkpoint_bytes"] > 0 and result["label"] == "test run"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert result["batch"] == {s["name"]: s["shape"] for s in [*manifest["inputs"], manifest["target"]]}
+    machine = result["machine"]
+    assert machine["cores"] == os.cpu_count() and machine["arch"] == os.uname().machine
+    mem_total_kib = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+    assert machine["ram_mib"] == round(mem_total_kib / 1024)
+    if runtime == "ort":
+        assert result["torch_imported"] is False  # the device process a Pi runs has no torch
+        assert result["runtime_memory"]["cpu_arena"] is True
+        assert result["runtime_version"] == "onnxruntime-training-cpu 1.19.2"
+    else:
+        planned = result["runtime_memory"]["planned_buffer_bytes"]
+        assert planned and all(b >= 0 for b in planned) and sum(planned) > 0
+    assert "| steady |" in capsys.readouterr().out
+
+
+def test_the_peak_resets_between_phases():
+    """The mechanism the phases rely on: after a 200 MB allocation is freed, a reset drops the peak again."""
+    code = (
+        "import numpy as np\n"
+        "from quic_edge.bench.memory import peak_rss_mib, reset_peak\n"
+        "base = peak_rss_mib()\n"
+        "a = np.ones(200 * 2**20 // 8); big = peak_rss_mib(); del a\n"
+        "reset_peak(); after = peak_rss_mib()\n"
+        "print(base, big, after)\n"
+    )
+    base, big, after = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                 check=True).stdout.split())
+    assert big > base + 150 and after < big - 150
+
+
+def test_a_bundle_of_another_runtime_is_a_clear_error(bundle, capsys):
+    runtime, folder = bundle
+    other = "executorch" if runtime == "ort" else "ort"
+    assert main(["bench", "memory", "--bundle", str(folder), "--runtime", other]) == 2
+    assert f"pass --runtime {runtime}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--bundle", "/nonexistent"], "not a bundle")])
+def test_bad_arguments_are_clear_errors(bundle, args, message, capsys):
+    _, folder = bundle
+    full = ["bench", "memory", "--bundle", str(folder), *args]
+    assert main(full) == 2
+    assert message in capsys.readouterr().err

@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint
+.PHONY: demo test lint kotlin
 $(STAMP): requirements.lock pyproject.toml
 	python3.11 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -14,7 +14,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/quic-edge demo
 
-test: $(STAMP)
+# Debian's Kotlin compiler: tests/test_android_demo.py compiles the Android demo's plain-Kotlin parts with it.
+kotlin:
+	command -v kotlinc >/dev/null || (apt-get update -qq && apt-get install -y -qq kotlin)
+
+test: $(STAMP) kotlin
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -1,0 +1,69 @@
+package dev.quicedge.demo
+
+/**
+ * Every name the app reads from a quic-edge bundle, checkpoint or delta, in one place.
+ *
+ * The Python side writes them: export/bundle.py and export/common.py (manifest), export/ort.py (file
+ * roles), runtimes/loop.py (checkpoint folders), quic_edge/delta.py (delta metadata). The test
+ * tests/test_android_demo.py reads the constants below from this file and checks each one against a
+ * bundle exported by Python, so a rename on either side fails there and not on a phone.
+ * Naming: KEY_ = top-level manifest key, SPEC_ = key of an input/target spec, OPT_ = key of the optimizer
+ * entry, ROLE_ = key of manifest["files"], INPUT_/TARGET_ = tensor names, META_ = delta metadata key.
+ */
+object BundleFields {
+    const val MANIFEST = "manifest.json"
+    const val FORMAT = "quic-edge-bundle"
+    const val FORMAT_VERSION = 1  // this app reads bundle format 1 and older
+    const val RUNTIME_ORT = "ort"
+
+    const val KEY_FORMAT = "format"
+    const val KEY_FORMAT_VERSION = "format_version"
+    const val KEY_RUNTIME = "runtime"
+    const val KEY_MODEL = "model"
+    const val KEY_FILES = "files"
+    const val KEY_SHA256 = "sha256"
+    const val KEY_INPUTS = "inputs"
+    const val KEY_TARGET = "target"
+    const val KEY_LABELS = "labels"
+    const val KEY_OPTIMIZER = "optimizer"
+    const val KEY_TRAINABLE = "trainable"
+    const val KEY_BASE_FINGERPRINT = "base_fingerprint"
+    const val KEY_CONFIG = "config"
+    const val KEY_QUANTIZE = "quantize"
+
+    const val SPEC_NAME = "name"
+    const val SPEC_SHAPE = "shape"
+    const val SPEC_DTYPE = "dtype"
+    const val DTYPE_INT64 = "int64"
+
+    const val OPT_NAME = "name"
+    const val OPT_LR = "lr"
+
+    const val ROLE_TRAINING_MODEL = "training_model"
+    const val ROLE_EVAL_MODEL = "eval_model"
+    const val ROLE_OPTIMIZER_MODEL = "optimizer_model"
+    const val ROLE_CHECKPOINT = "checkpoint"
+    const val ROLE_TOKENIZER = "tokenizer"
+    const val ROLE_LABELS = "labels"
+
+    const val INPUT_IDS = "input_ids"
+    const val INPUT_ATTENTION_MASK = "attention_mask"
+    const val TARGET_LABELS = "labels"
+    const val EVAL_OUTPUT_LOGITS = 1  // the eval model returns (loss, logits)
+
+    // Checkpoint folders, as runtimes/loop.py and runtimes/ort.py write them.
+    const val CHECKPOINT_DIR = "checkpoints"
+    const val CHECKPOINT_PREFIX = "ckpt-"
+    const val CHECKPOINT_STATE = "state.json"
+    const val CHECKPOINT_FILE = "checkpoint"
+
+    // The personal delta's safetensors metadata, as quic_edge/delta.py writes and reads it.
+    const val DELTA_FORMAT = "quic-edge-delta"
+    const val DELTA_FORMAT_VERSION = "1"
+    const val META_FORMAT = "format"
+    const val META_FORMAT_VERSION = "format_version"
+    const val META_BASE_FINGERPRINT = "base_fingerprint"
+    const val META_BASE_MODEL = "base_model"
+    const val META_CONFIG = "config"
+    const val META_QUANTIZE = "quantize"
+}

@@ -56,6 +56,9 @@ def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str
     program = _export_forward_backward(export(WithLoss(model, task).eval(), args, strict=False))
     table = core_aten_decompositions()
     table[torch.ops.aten.empty_permuted.default] = _empty_permuted  # no ExecuTorch kernel (SiLU's backward uses it)
+    # The pip runtime has optimized (BLAS) kernels for mm/bmm/linear/add but only a naive loop for addmm, which every
+    # biased Linear becomes in the joint graph: mm + add took a MiniLM 8 x 64 step from about 69 s to 0.75 s.
+    table[torch.ops.aten.addmm.default] = _addmm
     program = program.run_decompositions(table)
     check_int8(program, model)
     edge = to_edge(program, compile_config=EdgeCompileConfig(_check_ir_validity=False))
@@ -75,3 +78,10 @@ def check_int8(program: Any, model: nn.Module) -> None:
 def _empty_permuted(size: list[int], physical_layout: list[int], **kwargs: Any) -> torch.Tensor:
     empty = torch.empty([size[i] for i in physical_layout], **kwargs)
     return empty.permute([physical_layout.index(i) for i in range(len(size))])
+
+
+def _addmm(bias: torch.Tensor, mat1: torch.Tensor, mat2: torch.Tensor, *, beta: Any = 1, alpha: Any = 1) -> torch.Tensor:
+    out = torch.ops.aten.mm.default(mat1, mat2)
+    if alpha != 1:
+        out = out * alpha
+    return out + (bias if beta == 1 else bias * beta)

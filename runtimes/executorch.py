@@ -24,12 +24,24 @@ PREFIX = "model."  # WithLoss holds the model as .model
 
 
 class ExecuTorchLoop(DeviceLoop):
+    """DeviceLoop on ExecuTorch's training runtime.
+
+    threads: intra-op threads of the runtime's BLAS kernels (torch's OpenMP pool, process-wide); 1 by default: on
+    the 2-core machine we measured, two threads spun in OpenMP and made steps slower; 0 leaves torch's default.
+    """
+
     runtime = "executorch"
+
+    def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 1) -> None:
+        self.threads = threads
+        super().__init__(bundle_dir, work_dir, keep)
 
     def _open(self) -> None:
         import torch
         from executorch.extension.training import _load_for_executorch_for_training
 
+        if self.threads:
+            torch.set_num_threads(self.threads)
         self._torch = torch
         self._module = _load_for_executorch_for_training(str(bundle_file(self.bundle_dir, self.manifest, "program")))
         self._names = list(self.manifest["trainable"])

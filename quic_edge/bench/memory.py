@@ -131,9 +131,10 @@ def runtime_memory(loop: Any, loop_options: dict[str, Any]) -> dict[str, Any]:
     """The runtime's own memory figures and settings: ExecuTorch's memory-planned buffers; ORT's allocator settings."""
     if hasattr(loop, "planned_memory_bytes"):
         planned = loop.planned_memory_bytes()
-        return {"planned_buffer_bytes": planned, "planned_total_mib": sum(planned) / 2**20}
+        return {"planned_buffer_bytes": planned, "planned_total_mib": sum(planned) / 2**20,
+                "intra_op_threads": loop.threads or "torch default"}
     return {"cpu_arena": loop_options.get("cpu_arena", True), "enable_mem_pattern": False,
-            "intra_op_threads": loop_options.get("threads", 0) or "runtime default"}
+            "intra_op_threads": loop_options.get("threads") or "runtime default"}
 
 
 def _prod(shape: list[int]) -> int:
@@ -144,10 +145,12 @@ def _prod(shape: list[int]) -> int:
 
 
 def measure_fresh(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, cpu_arena: bool = True,
-                  threads: int = 0) -> dict[str, Any]:
-    """`measure` in a fresh child process (peak RSS is per process); raises with the child's error on failure."""
+                  threads: int | None = None) -> dict[str, Any]:
+    """`measure` in a fresh child process (peak RSS is per process); raises with the child's error on failure.
+
+    threads: the loop's intra-op threads (None: the loop's default)."""
     command = [sys.executable, "-m", "quic_edge.bench.memory", str(bundle), str(work), "--steps", str(steps),
-               "--cpu-arena", "on" if cpu_arena else "off", "--threads", str(threads)]
+               "--cpu-arena", "on" if cpu_arena else "off", *(["--threads", str(threads)] if threads is not None else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement of {bundle} failed:\n{done.stderr[-2000:]}")
@@ -184,7 +187,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=10, help="training steps (default 10; the first is its own phase)")
     p.add_argument("--work", help="scratch folder for the checkpoint (default: a temporary folder)")
     p.add_argument("--cpu-arena", choices=("on", "off"), default="on", help="ONNX Runtime's CPU arena (default on)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (default 0: its choice)")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's choice; 1 for ExecuTorch, "
+                   "see runtimes/executorch.py); 0 = the runtime's default")
     p.add_argument("--label", help="free text stored with the result (e.g. 'Pi Zero 2 W' or 'qemu-user emulation')")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
 
@@ -199,9 +203,8 @@ def run_command(args: argparse.Namespace) -> int:
     runtime = read_manifest(args.bundle).get("runtime")
     if args.runtime and args.runtime != runtime:
         raise ValueError(f"--runtime {args.runtime}: {args.bundle} is a {runtime} bundle; pass --runtime {runtime}")
-    if runtime != "ort" and (args.cpu_arena == "off" or args.threads):
-        raise ValueError("--cpu-arena and --threads are ONNX Runtime settings; leave them out for a "
-                         f"{runtime} bundle")
+    if runtime != "ort" and args.cpu_arena == "off":
+        raise ValueError(f"--cpu-arena is an ONNX Runtime setting; leave it out for a {runtime} bundle")
     print(f"measuring {args.bundle} ({runtime}, {args.steps} steps) in a fresh process...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="quic-edge-memory-") as scratch:
         result = measure_fresh(args.bundle, args.work or scratch, args.steps, args.cpu_arena == "on", args.threads)
@@ -218,13 +221,13 @@ def _child_main() -> None:
     p.add_argument("work")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cpu-arena", choices=("on", "off"), default="on")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int)
     args = p.parse_args()
     from quic_edge.export.bundle import read_manifest
 
-    options = {}
+    options: dict[str, Any] = {} if args.threads is None else {"threads": args.threads}
     if read_manifest(args.bundle).get("runtime") == "ort":
-        options = {"cpu_arena": args.cpu_arena == "on", "threads": args.threads}
+        options["cpu_arena"] = args.cpu_arena == "on"
     print(json.dumps(measure(args.bundle, args.work, args.steps, **options)))
 
 

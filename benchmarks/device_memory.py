@@ -6,9 +6,9 @@ ExecuTorch beside them, in one run.
 MiniLM (real weights), batch 8 x sequence 64, AdamW, each adapter exported the same way (quic_edge.export; QuIC and
 LoRA on query/value of an int8 base, full fine-tuning fp32), each measured in a fresh process by
 quic_edge.bench.memory (the tool behind `quic-edge bench memory`): peak RSS (VmHWM) after load, first step and
-steady state; ORT with enable_mem_pattern=False and the CPU arena on (its default) and off. ExecuTorch's Python
-runtime imports torch, and its program runs on ExecuTorch's portable kernels here, so it trains fewer steps
-(--et-steps) and its own memory-planned buffer sizes are reported beside the process figure.
+steady state; ORT with enable_mem_pattern=False and the CPU arena on (its default) and off, intra-op threads ORT's
+choice; ExecuTorch with one intra-op thread (its loop's default). ExecuTorch's Python runtime imports torch; its
+own memory-planned buffer sizes are reported beside the process figure.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results", help="results folder")
     parser.add_argument("--work", default="runs/bench-device", help="scratch folder for bundles and checkpoints")
-    parser.add_argument("--et-steps", type=int, default=3, help="ExecuTorch training steps (default 3: portable kernels)")
+    parser.add_argument("--et-steps", type=int, default=STEPS, help=f"ExecuTorch training steps (default {STEPS})")
     args = parser.parse_args()
     root = Path(args.work)
     shutil.rmtree(root, ignore_errors=True)

@@ -3,19 +3,22 @@
 # emulation on an x86_64 Debian 12 host, next to the same tool run natively on the same bundles.
 #
 #   sudo benchmarks/pi_emulated.sh                 # everything (setup, export, native, emulated, summary)
-#   sudo STAGES="emulated summary" benchmarks/pi_emulated.sh
+#   sudo STAGES="emulated summary" MODELS="mlp minilm" benchmarks/pi_emulated.sh
+# Results: benchmarks/results/pi_memory_native_<model>_<runtime>.{json,md}, pi_memory_emulated_<model>.{json,md}
+# (ExecuTorch only: onnxruntime-training has no aarch64 wheel) and pi_memory_summary.md. Env: see the variables below.
 #
 # Stages (env STAGES, default all, in this order): setup export native emulated summary
 #   setup     apt-installs qemu-user-static, binfmt-support, debootstrap; debootstraps an arm64 bookworm root
 #             (Python 3.11, as 64-bit Raspberry Pi OS bookworm); downloads the aarch64 wheels natively into the root
 #             and pip-installs them, offline, into a venv inside it (chroot), plus the project with --no-deps.
-#   export    exports ExecuTorch and ONNX Runtime bundles of mlp and minilm natively with the project venv.
-#   native    `quic-edge bench memory` natively (x86 project venv) on all four bundles.
+#   export    exports ExecuTorch and ONNX Runtime bundles of each model in MODELS natively with the project venv.
+#   native    `quic-edge bench memory` natively (x86 project venv) on all of them.
 #   emulated  `quic-edge bench memory` inside the arm64 chroot on the ExecuTorch bundles.
 #   summary   benchmarks/results/pi_memory_summary.md: native against emulated.
 # Every stage skips work already done (markers, existing files), so the script can be rerun.
 #
-# Why the install is not a plain `pip install executorch==1.4.1` (checked 2026-11, see pi_memory_summary.md):
+# Under emulation /sys is a small tmpfs, not the host's (see mount_root: torch needs an aarch64 MIDR_EL1 there).
+# Why the install is not a plain `pip install executorch==1.4.1` (checked 2026-11-24 against the reachable index):
 #   - executorch 1.4.1 requires coremltools==9.0 on Linux, which has no aarch64 wheel (pip would build its sdist);
 #     the device loop never imports it, so executorch goes in with --no-deps plus what it imports at run time.
 #   - PyPI's torch 2.13.0 aarch64 wheel is a CUDA 13 build: libtorch.so links libtorch_cuda.so, which links
@@ -36,14 +39,15 @@ RESULTS=${QUIC_EDGE_PI_RESULTS:-$REPO/benchmarks/results}
 HOST_VENV=${QUIC_EDGE_HOST_VENV:-$REPO/.venv}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 STAGES=${STAGES:-setup export native emulated summary}
-MODELS=${MODELS:-mlp minilm}
+# Bundles by name: mlp; minilm (exported with MINILM_EXPORT_OPTS); minilm-b8s64 (the export default, batch 8 x 64).
+MODELS=${MODELS:-mlp minilm minilm-b8s64}
 LABELS=a,b,c
 # Steps per model (the first step is its own phase; 2 is the minimum that gives load, first and steady).
 STEPS_mlp=${STEPS_MLP:-10}
 STEPS_minilm=${STEPS_MINILM:-2}          # ExecuTorch MiniLM runs portable kernels (slow; see MINILM_EXPORT_OPTS)
 STEPS_ORT=${STEPS_ORT:-10}               # ONNX Runtime bundles (native only)
-# Export options for the MiniLM bundles (native and emulated runs use the same bundles). The default batch 8 x 64
-# takes ~70 s a step natively on portable kernels, far too slow under emulation; set MINILM_EXPORT_OPTS= for it.
+# Export options of the "minilm" bundles (native and emulated runs use the same bundles): batch 1 x 32 takes ~3 s a
+# step natively on ExecuTorch's portable kernels and ~15 s emulated; "minilm-b8s64" (batch 8 x 64) ~70 s and ~6 min.
 MINILM_EXPORT_OPTS=${MINILM_EXPORT_OPTS---batch-size 1 --seq-len 32}
 EMU_LABEL="aarch64 userland under qemu-user emulation on x86_64 (figures are the emulator process's; function and memory, not speed)"
 NATIVE_LABEL="x86_64 native, project venv (reference for the emulated run)"
@@ -73,7 +77,9 @@ AARCH64_PLATFORMS+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
 
 log() { printf '[pi_emulated %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
-steps_for() { local v="STEPS_$1"; echo "${!v}"; }
+steps_for() { case $1 in mlp) echo "$STEPS_mlp" ;; *) echo "$STEPS_minilm" ;; esac; }
+base_model() { echo "${1%%-*}"; }
+export_opts() { case $1 in minilm) echo "$MINILM_EXPORT_OPTS" ;; minilm-b8s64) echo "--batch-size 8 --seq-len 64" ;; esac; }
 [[ $(id -u) == 0 ]] || { echo "run as root (apt-get, debootstrap, chroot, mount)" >&2; exit 1; }
 
 # ---- chroot mounts, undone on exit -------------------------------------------------------------------------
@@ -84,10 +90,21 @@ unmount_all() {
   MOUNTED=()
 }
 trap unmount_all EXIT
+trap 'exit 130' INT TERM
 mount_root() {
   ((${#MOUNTED[@]})) && return
   mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc")
-  mount --rbind /sys "$ROOT/sys" && mount --make-rslave "$ROOT/sys" && MOUNTED+=("$ROOT/sys")
+  # Not the host's /sys: torch's oneDNN (xbyak_aarch64) reads the CPU's MIDR_EL1 from
+  # /sys/devices/system/cpu/cpuN/regs/identification/midr_el1, which an x86 host lacks ("Can't open MIDR_EL1 sysfs
+  # entry", then SIGSEGV in `import torch`). A tmpfs /sys gives it a Cortex-A76 r4p1 (Raspberry Pi 5) MIDR.
+  mount -t tmpfs -o size=1m quic-edge-sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys")
+  local n i d; n=$(nproc)
+  mkdir -p "$ROOT/sys/devices/system/cpu"
+  for f in online possible present; do echo "0-$((n - 1))" > "$ROOT/sys/devices/system/cpu/$f"; done
+  for ((i = 0; i < n; i++)); do
+    d=$ROOT/sys/devices/system/cpu/cpu$i/regs/identification
+    mkdir -p "$d" && echo 0x00000000414fd0b1 > "$d/midr_el1" && echo 0x0000000000000000 > "$d/revidr_el1"
+  done
   mount --rbind /dev "$ROOT/dev" && mount --make-rslave "$ROOT/dev" && MOUNTED+=("$ROOT/dev")
 }
 in_root() {  # run a command in the arm64 root
@@ -130,20 +147,26 @@ setup() {
     touch "$ROOT/opt/wheelhouse/.done"
   fi
 
-  # The project's source (HEAD: tracked files only, no .venv/runs), installed with --no-deps.
   if [[ ! -e $ROOT/opt/venv/.done ]]; then
-    rm -rf "$ROOT/opt/quic-edge-src" && mkdir -p "$ROOT/opt/quic-edge-src"
-    git -C "$REPO" archive HEAD | tar -x -C "$ROOT/opt/quic-edge-src"
     printf '%s\n' "${PI_WHEELS[@]}" > "$ROOT/opt/requirements-pi.txt"
-    log "creating /opt/venv in the root and pip-installing (emulated)"
+    log "creating /opt/venv in the root and pip-installing the wheels (emulated)"
     local t0=$SECONDS
     in_root python3 -m venv /opt/venv
     in_root /opt/venv/bin/pip install --no-index --find-links /opt/wheelhouse --no-deps -r /opt/requirements-pi.txt
-    local t1=$SECONDS
-    in_root /opt/venv/bin/pip install --no-index --find-links /opt/wheelhouse --no-deps /opt/quic-edge-src
-    echo "wheels_seconds=$((t1 - t0)) project_seconds=$((SECONDS - t1))" > "$ROOT/opt/venv/.done"
+    echo "wheels_seconds=$((SECONDS - t0))" > "$ROOT/opt/venv/.done"
   fi
   cupti_stub
+
+  # The project's source at HEAD (tracked, committed files only: no .venv, runs, or uncommitted edits), installed
+  # with --no-deps; reinstalled whenever HEAD moves.
+  local head; head=$(git -C "$REPO" rev-parse HEAD)
+  if [[ "$(cat "$ROOT/opt/quic-edge-src.commit" 2>/dev/null)" != "$head" ]]; then
+    log "installing the project at ${head:0:12} in the root (pip install --no-deps, emulated)"
+    rm -rf "$ROOT/opt/quic-edge-src" && mkdir -p "$ROOT/opt/quic-edge-src"
+    git -C "$REPO" archive "$head" | tar -x -C "$ROOT/opt/quic-edge-src"
+    in_root /opt/venv/bin/pip install --no-index --find-links /opt/wheelhouse --no-deps --force-reinstall /opt/quic-edge-src
+    echo "$head" > "$ROOT/opt/quic-edge-src.commit"
+  fi
   log "install times: debootstrap $(cat "$ROOT/.debootstrap-done") s; $(cat "$ROOT/opt/venv/.done")"
 }
 
@@ -169,12 +192,12 @@ export_bundles() {
   for model in $MODELS; do
     for runtime in executorch ort; do
       local out opts=(); out=$(bundle_dir "$runtime" "$model")
-      [[ $model == minilm ]] && read -r -a opts <<< "$MINILM_EXPORT_OPTS"
+      read -r -a opts <<< "$(export_opts "$model")"
       # a bundle is reused only if it was exported with the same options (kept next to it in .opts)
       [[ -e $out/manifest.json && "$(cat "$out.opts" 2>/dev/null)" == "${opts[*]}" ]] && continue
       log "export $runtime $model ${opts[*]}"
       rm -rf "$out" && mkdir -p "$(dirname "$out")"
-      "$HOST_VENV/bin/quic-edge" export --runtime "$runtime" --model "$model" --labels "$LABELS" --out "$out" "${opts[@]}"
+      "$HOST_VENV/bin/quic-edge" export --runtime "$runtime" --model "$(base_model "$model")" --labels "$LABELS" --out "$out" "${opts[@]}"
       echo "${opts[*]}" > "$out.opts"
     done
   done
@@ -187,7 +210,7 @@ native() {
     for runtime in executorch ort; do
       local name="pi_memory_native_${model}_${runtime}" steps label=$NATIVE_LABEL
       [[ -e $RESULTS/$name.json ]] && continue
-      [[ $model == minilm && -n $MINILM_EXPORT_OPTS ]] && label="$label; MiniLM exported with $MINILM_EXPORT_OPTS"
+      [[ -n $(export_opts "$model") ]] && label="$label; exported with $(export_opts "$model")"
       steps=$([[ $runtime == ort ]] && echo "$STEPS_ORT" || steps_for "$model")
       log "native $runtime $model ($steps steps)"
       "$HOST_VENV/bin/quic-edge" bench memory --bundle "$(bundle_dir "$runtime" "$model")" --runtime "$runtime" \
@@ -203,7 +226,7 @@ emulated() {
     local name="pi_memory_emulated_${model}" steps label=$EMU_LABEL
     [[ -e $RESULTS/$name.json ]] && continue
     steps=$(steps_for "$model")
-    [[ $model == minilm && -n $MINILM_EXPORT_OPTS ]] && label="$label; MiniLM exported with $MINILM_EXPORT_OPTS"
+    [[ -n $(export_opts "$model") ]] && label="$label; exported with $(export_opts "$model")"
     rm -rf "$ROOT/opt/bundles/executorch_$model"
     cp -r "$(bundle_dir executorch "$model")" "$ROOT/opt/bundles/executorch_$model"
     log "emulated executorch $model ($steps steps)"
@@ -216,12 +239,12 @@ emulated() {
 }
 
 summary() {
-  "$HOST_VENV/bin/python" - "$RESULTS" "$ROOT" <<'EOF'
+  "$HOST_VENV/bin/python" - "$RESULTS" "$ROOT" $MODELS <<'EOF'
 import json, sys
 from pathlib import Path
 results, root = Path(sys.argv[1]), Path(sys.argv[2])
 rows = []
-for model in ("mlp", "minilm"):
+for model in sys.argv[3:]:
     for kind, name in (("native x86_64, ort", f"pi_memory_native_{model}_ort"),
                        ("native x86_64, executorch", f"pi_memory_native_{model}_executorch"),
                        ("emulated aarch64, executorch", f"pi_memory_emulated_{model}")):
@@ -242,6 +265,17 @@ for marker, text in ((root / ".debootstrap-done", "debootstrap (minbase + python
                      (root / "opt/venv/.done", "pip install in the root (emulated, offline)")):
     if marker.exists():
         info.append(f"- {text}: {marker.read_text().strip()}")
+def torch_build(site):
+    version = site / "torch/version.py"
+    return next((l.split("=", 1)[1].strip().strip("'\"") for l in version.read_text().splitlines()
+                 if l.startswith("__version__")), "?") if version.exists() else "not installed"
+host_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+info.append(f"- torch builds: native {torch_build(host_site)}; emulated root "
+            f"{torch_build(root / 'opt/venv/lib/python3.11/site-packages')} (PyPI's aarch64 torch is a CUDA build: its "
+            "CUDA libraries load on import and count in RSS)")
+commit = root / "opt/quic-edge-src.commit"
+if commit.exists():
+    info.append(f"- project in the root: git {commit.read_text().strip()[:12]} (git archive HEAD, pip install --no-deps)")
 wheels = sorted((root / "opt/wheelhouse").glob("*.whl"), key=lambda p: -p.stat().st_size)
 if wheels:
     info.append(f"- aarch64 wheels: {len(wheels)}, {sum(p.stat().st_size for p in wheels) / 1e9:.2f} GB; largest: "

@@ -44,10 +44,11 @@ MODELS=${MODELS:-mlp minilm minilm-b8s64}
 LABELS=a,b,c
 # Steps per model (the first step is its own phase; 2 is the minimum that gives load, first and steady).
 STEPS_mlp=${STEPS_MLP:-10}
-STEPS_minilm=${STEPS_MINILM:-2}          # ExecuTorch MiniLM runs portable kernels (slow; see MINILM_EXPORT_OPTS)
+STEPS_minilm=${STEPS_MINILM:-2}          # MiniLM under emulation is slow (see MINILM_EXPORT_OPTS)
 STEPS_ORT=${STEPS_ORT:-10}               # ONNX Runtime bundles (native only)
-# Export options of the "minilm" bundles (native and emulated runs use the same bundles): batch 1 x 32 takes ~3 s a
-# step natively on ExecuTorch's portable kernels and ~15 s emulated; "minilm-b8s64" (batch 8 x 64) ~70 s and ~6 min.
+# Export options of the "minilm" bundles (native and emulated runs use the same bundles). Measured at git ee03d5c on
+# a shared 2-core host: batch 1 x 32 takes 0.2 s a step natively and ~7 s emulated; "minilm-b8s64" (batch 8 x 64)
+# 0.8 s and ~82 s (emulated load ~110 s). Before ee03d5c (addmm on a naive kernel) 8 x 64 took ~70 s natively.
 MINILM_EXPORT_OPTS=${MINILM_EXPORT_OPTS---batch-size 1 --seq-len 32}
 EMU_LABEL="aarch64 userland under qemu-user emulation on x86_64 (figures are the emulator process's; function and memory, not speed)"
 NATIVE_LABEL="x86_64 native, project venv (reference for the emulated run)"

@@ -42,6 +42,12 @@ def peak_rss_mib() -> float:
     raise RuntimeError("VmHWM not found in /proc/self/status: peak RSS per phase needs Linux")
 
 
+def rss_split() -> dict[str, int]:
+    """Current RSS by kind, KiB: RssAnon (data), RssFile (mapped libraries and files), RssShmem."""
+    return {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:"))}
+
+
 def reset_peak() -> None:
     """Reset VmHWM to the current RSS (Linux >= 4.0)."""
     Path("/proc/self/clear_refs").write_text("5")
@@ -55,8 +61,14 @@ def machine_info() -> dict[str, Any]:
     mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0)
     os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release").splitlines()
                     if line.startswith("PRETTY_NAME=")), platform.platform())
-    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "ram_mib": round(mem_kib / 1024), "os": os_name,
-            "kernel": platform.release(), "arch": platform.machine(), "python": platform.python_version()}
+    arch = platform.machine()
+    info = {"cpu": cpu or "unknown", "cores": os.cpu_count(), "ram_mib": round(mem_kib / 1024), "os": os_name,
+            "kernel": platform.release(), "arch": arch, "python": platform.python_version()}
+    # qemu-user passes the host's /proc/cpuinfo and /proc/self/status through: an x86 cpuinfo under another
+    # architecture means an emulated userland, whose peak RSS is the emulator process's (translated code included).
+    if "vendor_id" in cpuinfo and arch not in ("x86_64", "i386", "i686"):
+        info["emulated"] = f"{arch} userland on an x86 host (qemu-user): cpu is the host's; RSS is the emulator's"
+    return info
 
 
 def runtime_version(runtime: str) -> str | None:
@@ -123,6 +135,9 @@ def measure(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20,
         "bundle_bytes": sum(p.stat().st_size for p in Path(bundle).iterdir() if p.is_file()),
         "checkpoint_bytes": sum(p.stat().st_size for p in checkpoint.iterdir()),
         "torch_imported": "torch" in sys.modules, "runtime_version": runtime_version(loop.runtime),
+        # the build matters: PyPI's aarch64 torch is a CUDA build whose libraries load on import (~150 MiB of RSS)
+        "torch_version": getattr(sys.modules.get("torch"), "__version__", None),
+        "rss_at_end_kib": rss_split(),
         "machine": machine_info(),
     }
 
@@ -164,9 +179,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Training memory: {result['model']} ({result['adapter']}) on {result['runtime_version'] or result['runtime']}",
         "",
         f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_mib']} MiB RAM, {m['os']} ({m['arch']}, kernel {m['kernel']}), "
-        f"Python {m['python']}" + (f"; {result['label']}" if result.get("label") else ""),
+        f"Python {m['python']}" + (f"; {result['label']}" if result.get("label") else "")
+        + (f"; EMULATED: {m['emulated']}" if m.get("emulated") else ""),
         f"batch: {', '.join(f'{k} {v}' for k, v in result['batch'].items())}; {result['steps']} steps; "
-        f"{result['trainable_numbers']:,} trainable numbers; torch imported: {result['torch_imported']}",
+        f"{result['trainable_numbers']:,} trainable numbers; torch imported: {result['torch_imported']}"
+        + (f" ({result['torch_version']})" if result.get("torch_version") else ""),
         "",
         "| phase | peak RSS (MiB) |",
         "|---|---|",

@@ -99,9 +99,9 @@ def test_angle_count_follows_the_formula(d_out, blocks, orders, layout, share, c
             QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
         return
     layer = QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
-    if depth is None:
-        gates = n * (n - 1) // 2 if layout == "planes" else sum(len(range(r % 2, n - 1, 2)) for r in range(n))
-    else:
-        gates = layer.gates  # partial circuits: the per-round pair counts are checked in test_givens
-        assert gates < n * (n - 1) // 2 or n <= 3
+    rounds = full_rounds if depth is None else depth
+    # planes: every round of the circle method holds n // 2 disjoint pairs; brick: round r pairs (p, p+1), p = r % 2, ...
+    gates = rounds * (n // 2) if layout == "planes" else sum(len(range(r % 2, n - 1, 2)) for r in range(rounds))
+    if rounds == full_rounds:
+        assert gates == n * (n - 1) // 2  # the full circuit spans SO(n)
     assert tuple(layer.angles.shape) == (chain, 1 if share else blocks, gates)

@@ -89,6 +89,15 @@ def ordered_product(mats: torch.Tensor) -> torch.Tensor:
     return mats[..., 0, :, :]
 
 
+def chain_product(mats: torch.Tensor) -> torch.Tensor:
+    """[..., chain, copies, n, n] -> A_1 A_2 ... A_M [..., copies, n, n]: a chain of rotations as one block matrix,
+    since R_1 ... R_M = blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet."""
+    product = mats[..., 0, :, :, :]
+    for m in range(1, mats.shape[-4]):
+        product = product @ mats[..., m, :, :, :]
+    return product
+
+
 def orthogonal(angles: torch.Tensor, n: int, layout: str = "planes", depth: int | None = None) -> torch.Tensor:
     """[..., gates] angles -> [..., n, n] orthogonal matrices A = G_last ... G_first (det +1)."""
     return ordered_product(round_matrices(angles, n, layout, depth))

@@ -15,7 +15,7 @@ from torch import nn
 
 from .compounds import compound
 from .config import QuICConfig, compound_width
-from .givens import gate_count, orthogonal
+from .givens import chain_product, gate_count, orthogonal
 from .quantize import Int8Linear
 
 
@@ -40,6 +40,7 @@ class QuICLinear(nn.Module):
         self.gates = gate_count(self.n, config.layout, config.depth)
         copies = 1 if config.share_blocks else config.blocks
         self.angles = nn.Parameter(torch.zeros(config.chain, copies, self.gates))
+        self.batched_compounds: list[torch.Tensor] | None = None  # set around a model's forward (rotations.py)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: QuICConfig, quantize: str | None = "int8") -> QuICLinear:
@@ -65,14 +66,13 @@ class QuICLinear(nn.Module):
 
     def block_orthogonal(self) -> torch.Tensor:
         """[blocks or 1, n, n]: A = A_1 A_2 ... A_M, since R_1 ... R_M = blockdiag(C_k(A_1 ... A_M))."""
-        mats = self.orthogonal()
-        product = mats[0]
-        for m in range(1, mats.shape[0]):
-            product = product @ mats[m]
-        return product
+        return chain_product(self.orthogonal())
 
     def compounds(self) -> list[torch.Tensor]:
-        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order."""
+        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order (built with all layers inside a model's
+        forward, quic_edge/rotations.py)."""
+        if self.batched_compounds is not None:
+            return self.batched_compounds
         A = self.block_orthogonal()
         return [compound(A, k) for k in self.config.orders]
 

@@ -7,6 +7,7 @@ import hashlib
 import torch
 from torch import nn
 
+from . import rotations
 from .config import QuICConfig
 from .layer import QuICLinear
 from .quantize import quantize_frozen
@@ -53,6 +54,7 @@ def apply_quic(model: nn.Module, config: QuICConfig, quantize: str | None = "int
             module.angles.requires_grad_(True)
         elif name.split(".")[-1] in config.trainable_modules:
             module.requires_grad_(True)
+    rotations.attach(model)
     model.quic_config = config
     model.quic_quantize = quantize
     model.quic_fingerprint = fingerprint

@@ -105,3 +105,50 @@ def test_angle_count_follows_the_formula(d_out, blocks, orders, layout, share, c
     if rounds == full_rounds:
         assert gates == n * (n - 1) // 2  # the full circuit spans SO(n)
     assert tuple(layer.angles.shape) == (chain, 1 if share else blocks, gates)
+
+
+class ThreeLayers(nn.Module):
+    """Two adapted layers of one circuit shape (d_out 24) and one of another (d_out 40)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 24), nn.Linear(24, 24), nn.Linear(24, 40)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def test_a_model_builds_all_rotations_in_one_batch_and_computes_each_layer_exactly():
+    from quic_edge import apply_quic
+    from quic_edge.model import quic_layers
+
+    torch.manual_seed(0)
+    model = apply_quic(ThreeLayers(), QuICConfig(blocks=2, orders=(1, 2), target_modules=("a", "b", "c"), chain=2),
+                       quantize=None)
+    layers = quic_layers(model)
+    assert [layer.n for layer in layers.values()] == [4, 4, 5]  # 4 + C(4,2) <= 12 < 5 + C(5,2); 5 + 10 <= 20
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.angles.normal_(0, 0.5)
+    model.double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    h = x.numpy()
+    for name in ("a", "b", "c"):  # (x W^T) R + b per layer, R from numpy minors
+        layer = layers[name]
+        h = h @ layer.base.weight.detach().double().numpy().T @ dense_rotation(layer) + layer.base.bias.detach().numpy()
+        h = np.tanh(h) if name != "c" else h
+    out = model(x)
+    np.testing.assert_allclose(out.detach().numpy(), h, rtol=1e-9, atol=1e-10)
+    assert all(layer.batched_compounds is None for layer in layers.values())  # dropped after the forward
+
+    out.sum().backward()  # the batched build gives each layer the gradient its own build gives
+    batched = {name: layer.angles.grad.clone() for name, layer in layers.items()}
+    model.zero_grad()
+    x1 = torch.tanh(model.a(x))  # layer by layer: no model forward, so each layer builds its own rotation
+    model.c(torch.tanh(model.b(x1))).sum().backward()
+    for name, layer in layers.items():
+        torch.testing.assert_close(layer.angles.grad, batched[name], rtol=1e-9, atol=1e-12)
+
+    with pytest.raises(RuntimeError):
+        model(torch.randn(5, 7, dtype=torch.float64))  # a failed forward leaves no stale rotation behind
+    assert all(layer.batched_compounds is None for layer in layers.values())

@@ -16,7 +16,7 @@ demo: $(STAMP)
 
 # Debian's Kotlin compiler: tests/test_android_demo.py compiles the Android demo's plain-Kotlin parts with it.
 kotlin:
-	command -v kotlinc >/dev/null || (apt-get update -qq && apt-get install -y -qq kotlin)
+	command -v kotlinc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin)
 
 test: $(STAMP) kotlin
 	$(PY) -m pytest -q

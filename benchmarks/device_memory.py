@@ -18,26 +18,14 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
+from quic_edge.bench.common import ADAPTERS
 from quic_edge.bench.memory import measure_fresh
 
 BATCH, SEQ, STEPS, LABELS = 8, 64, 20, ["a", "b", "c"]
 RUNS = (("ort", "quic", "on"), ("ort", "quic", "off"), ("ort", "lora8", "on"), ("ort", "lora8", "off"),
         ("ort", "full", "on"), ("ort", "full", "off"), ("executorch", "quic", "-"))
-
-
-def build(adapter: str) -> Any:
-    from quic_edge import baselines, models
-    from quic_edge.config import QuICConfig
-    from quic_edge.model import apply_quic
-
-    model, _ = models.load("minilm", num_labels=len(LABELS), seed=0)
-    if adapter == "quic":
-        return apply_quic(model, QuICConfig(target_modules=("query", "value")))
-    if adapter == "lora8":
-        return baselines.lora(model, rank=8, targets=("query", "value"))
-    return baselines.full(model)
+SPECS = {"quic": "quic12", "lora8": "lora8", "full": "full"}  # the adapters of quic_edge.bench.common
 
 
 def export_all(root: Path) -> dict[str, dict]:
@@ -49,7 +37,7 @@ def export_all(root: Path) -> dict[str, dict]:
     batch = example_batch("minilm", BATCH, SEQ, len(LABELS))
     out = {}
     for runtime, adapter in dict.fromkeys((r, a) for r, a, _ in RUNS):
-        model = build(adapter)
+        model = ADAPTERS[SPECS[adapter]].build(len(LABELS), seed=0)
         start = time.perf_counter()
         folder = root / f"{runtime}-{adapter}"
         manifest = export_bundle(runtime, model, batch, folder, labels=LABELS, optimizer="adamw", lr=1e-3)

@@ -7,6 +7,7 @@ by `rotation()`, for tests and merging.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from math import comb
 
 import torch
@@ -64,17 +65,12 @@ class QuICLinear(nn.Module):
         cfg = self.config
         return orthogonal(self.angles, self.n, cfg.layout, cfg.depth)
 
-    def block_orthogonal(self) -> torch.Tensor:
-        """[blocks or 1, n, n]: A = A_1 A_2 ... A_M, since R_1 ... R_M = blockdiag(C_k(A_1 ... A_M))."""
-        return chain_product(self.orthogonal())
-
     def compounds(self) -> list[torch.Tensor]:
-        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order (built with all layers inside a model's
-        forward, quic_edge/rotations.py)."""
+        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order (inside a model's forward, built together
+        with every layer of the same circuit: quic_edge/rotations.py)."""
         if self.batched_compounds is not None:
             return self.batched_compounds
-        A = self.block_orthogonal()
-        return [compound(A, k) for k in self.config.orders]
+        return build_compounds([self])[0]
 
     def rotate(self, y: torch.Tensor) -> torch.Tensor:
         """y [..., d_out] -> y R, block by block, identity parts untouched."""
@@ -124,3 +120,29 @@ class QuICLinear(nn.Module):
         c = self.config
         widths = ", ".join(f"C{k}:{comb(self.n, k)}" for k in c.orders)
         return f"d_out={self.out_features}, blocks={c.blocks}, b={self.block_size}, n={self.n}, [{widths}], pad={self.padding}"
+
+
+def circuit_key(layer: QuICLinear) -> tuple:
+    """Layers with equal keys build their rotations in one batch."""
+    c = layer.config
+    return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape)
+
+
+def build_compounds(layers: list[QuICLinear]) -> list[list[torch.Tensor]]:
+    """For each layer, its compounds [blocks or 1, C(n, k), C(n, k)] per order, one batched build per circuit.
+
+    A chain R_1 ... R_M is one block matrix blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet, so the chain copies'
+    orthogonal matrices are multiplied before the compounds are taken.
+    """
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        groups[circuit_key(layer)].append(i)
+    result: list[list[torch.Tensor]] = [[] for _ in layers]
+    for (n, orders, layout, depth, _), members in groups.items():
+        angles = torch.stack([layers[i].angles for i in members])  # (L, chain, copies, gates)
+        A = chain_product(orthogonal(angles, n, layout, depth))  # (L, copies, n, n)
+        for k in orders:
+            C = compound(A, k)  # (L, copies, ck, ck)
+            for slot, i in enumerate(members):
+                result[i].append(C[slot])
+    return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -128,7 +129,7 @@ def measure(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20,
     return {
         "runtime": loop.runtime, "model": manifest.get("model"), "adapter": manifest.get("adapter"), "steps": steps,
         "batch": {name: list(a.shape) for name, a in batch.items()},
-        "trainable_numbers": sum(_prod(s) for s in manifest["trainable"].values()),
+        "trainable_numbers": sum(math.prod(s) for s in manifest["trainable"].values()),
         "peak_rss_mib": rss, "training_peak_rss_mib": max(rss.values()), "load_seconds": load_seconds,
         "first_step_ms": times[0] * 1e3, "median_step_ms": statistics.median(times[1:] or times) * 1e3, "losses": losses,
         "runtime_memory": runtime_memory(loop, loop_options),
@@ -150,13 +151,6 @@ def runtime_memory(loop: Any, loop_options: dict[str, Any]) -> dict[str, Any]:
                 "intra_op_threads": loop.threads or "torch default"}
     return {"cpu_arena": loop_options.get("cpu_arena", True), "enable_mem_pattern": False,
             "intra_op_threads": loop_options.get("threads") or "runtime default"}
-
-
-def _prod(shape: list[int]) -> int:
-    result = 1
-    for s in shape:
-        result *= int(s)
-    return result
 
 
 def measure_fresh(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, cpu_arena: bool = True,

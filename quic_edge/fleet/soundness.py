@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from quic_edge.givens import gate_count, orthogonal
+from quic_edge.givens import chain_product, gate_count, orthogonal
 
 WEIGHT_KEY = "__num_examples__"
 
@@ -53,8 +53,8 @@ def rotation_gap(
     for name in (n for n in tensors[clients[0]] if n.endswith("angles")):
         thetas = torch.from_numpy(np.stack([tensors[c][name] for c in clients])).double()  # (K, M, N, G)
         n = block_size(thetas.shape[-1], layout, depth)
-        mats = _chain(orthogonal(thetas, n, layout, depth))  # (K, N, n, n)
-        averaged = _chain(orthogonal(torch.einsum("k,k...->...", w, thetas), n, layout, depth))  # (N, n, n)
+        mats = chain_product(orthogonal(thetas, n, layout, depth))  # (K, N, n, n)
+        averaged = chain_product(orthogonal(torch.einsum("k,k...->...", w, thetas), n, layout, depth))  # (N, n, n)
         mean = torch.einsum("k,k...->...", w, mats)  # (N, n, n)
         u, _, vh = torch.linalg.svd(mean)
         polar = u @ vh
@@ -73,10 +73,3 @@ def rotation_gap(
         "max_relative_gap_polar": float((polar_gap / size).max()),
     }
 
-
-def _chain(mats: torch.Tensor) -> torch.Tensor:
-    """[..., M, N, n, n] chain copies -> [..., N, n, n] product A_1 ... A_M (as QuICLinear.block_orthogonal)."""
-    product = mats[..., 0, :, :, :]
-    for m in range(1, mats.shape[-4]):
-        product = product @ mats[..., m, :, :, :]
-    return product

@@ -9,6 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked; the message says what and how to fix it."""
+
+
 EXPORTERS = {
     "ort": "quic_edge.export.ort:export_ort",
     "executorch": "quic_edge.export.executorch:export_executorch",

@@ -1,17 +1,16 @@
 """What every exporter shares: argument checks, the manifest (all but the runtime's files), side files, staging.
 
-A runtime exporter (export/ort.py, export/executorch.py) calls `prepare_bundle` first, writes its own files
-into the staging folder it gets back, adds them to manifest["files"] and calls `finish_bundle`. Nothing
-appears at `out_dir` until the whole bundle is written, so a failed export leaves no half bundle behind.
+A runtime exporter (export/ort.py, export/executorch.py) calls `write_bundle` with a function that writes the
+runtime's own files into the staging folder. Nothing appears at `out_dir` until the whole bundle is written
+(export/staging.py), so a failed export leaves no half bundle behind.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import shutil
-import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,41 +19,45 @@ import numpy as np
 import torch
 from torch import nn
 
-from quic_edge.export.bundle import MANIFEST, write_manifest
-from quic_edge.tasks import TARGET_NAME, TASKS
+from quic_edge.export import ExportError
+from quic_edge.export.staging import staged
+from quic_edge.formats.bundle import MANIFEST, write_manifest
+from quic_edge.formats.optimizer import optimizer_spec
+from quic_edge.state import AdapterError, delta_parameters, state_of
+from quic_edge.tasks import IGNORE_INDEX, TARGET_NAME, TASKS
 
-OPTIMIZERS = ("adamw", "sgd")
-DEFAULT_LR = {"adamw": 1e-3, "sgd": 1e-2}
 LABELS_FILE = "labels.json"
 TOKENIZER_FILE = "tokenizer.json"
+DEFAULT_LR = {"adamw": 1e-3, "sgd": 1e-2}
 
 
-class ExportError(ValueError):
-    """An export that cannot be done as asked; the message says what and how to fix it."""
-
-
-def optimizer_spec(
-    optimizer: str, lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0,
-) -> dict[str, Any]:
-    """The manifest's optimizer entry. AdamW means torch.optim.AdamW (decoupled decay, eps after bias correction)."""
-    if optimizer not in OPTIMIZERS:
-        raise ExportError(f"optimizer: must be one of {OPTIMIZERS}, got {optimizer!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    if not lr > 0:
-        raise ExportError(f"lr: must be > 0, got {lr}")
-    return {"name": optimizer, "lr": lr, "betas": [float(b) for b in betas], "eps": float(eps),
-            "weight_decay": float(weight_decay)}
+def bundle_optimizer(model: nn.Module, optimizer: str, lr: float | None, betas: tuple[float, float], eps: float,
+                     weight_decay: float, head_lr: float | None) -> dict[str, Any]:
+    """The manifest's optimizer entry; head_lr gives the head (the state's trainable modules) its own rate."""
+    lr = DEFAULT_LR.get(optimizer, 1e-3) if lr is None else lr
+    groups = None
+    if head_lr is not None:
+        state = state_of(model)
+        head = [n for n in delta_parameters(model) if set(n.split(".")[:-1]) & set(state.trainable_modules)]
+        if not head:
+            raise ExportError(f"head_lr: this model has no head among {state.trainable_modules} to give a rate to")
+        if not (isinstance(head_lr, int | float) and head_lr > 0):
+            raise ExportError(f"head_lr: must be > 0, got {head_lr!r}")
+        groups = [{"name": "head", "params": head, "lr_scale": head_lr / lr}]
+    try:
+        return optimizer_spec(optimizer, lr, betas, eps, weight_decay, groups)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
 
 
 def split_batch(example_batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(model inputs in order, target) from an example batch that holds the target under 'labels'."""
-    if TARGET_NAME not in example_batch:
+    if not isinstance(example_batch, dict) or TARGET_NAME not in example_batch:
         raise ExportError(f"example_batch: give the target under {TARGET_NAME!r} (see quic_edge.tasks.example_batch)")
-    inputs = {k: v for k, v in example_batch.items() if k != TARGET_NAME}
     for name, array in example_batch.items():
         if not isinstance(array, np.ndarray):
             raise ExportError(f"example_batch[{name!r}]: give a numpy array, got {type(array).__name__}")
+    inputs = {k: v for k, v in example_batch.items() if k != TARGET_NAME}
     return inputs, example_batch[TARGET_NAME]
 
 
@@ -69,15 +72,36 @@ def infer_task(model: nn.Module, loss: str | None) -> str:
     return TASKS[name]
 
 
-def trainable_tensors(model: nn.Module) -> dict[str, nn.Parameter]:
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ExportError("the model has no trainable tensors: apply quic_edge.apply_quic (or a baseline) first")
-    return params
+def vocab_size(model: nn.Module) -> int | None:
+    """Rows of the model's input embedding table (token ids must be below it), when it has one."""
+    for module in model.modules():
+        get = getattr(module, "get_input_embeddings", None)
+        if callable(get):
+            try:
+                table = get()
+            except (NotImplementedError, AttributeError):
+                continue
+            if table is not None and hasattr(table, "num_embeddings"):
+                return int(table.num_embeddings)
+    return None
 
 
-def _spec(name: str, array: np.ndarray) -> dict[str, Any]:
-    return {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+def tensor_spec(name: str, array: np.ndarray, bounds: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A manifest input or target entry; `bounds` = the inclusive range of valid integer values (checked on device)."""
+    spec: dict[str, Any] = {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+    if bounds is not None:
+        spec["range"] = [int(bounds[0]), int(bounds[1])]
+    return spec
+
+
+def _bounds(name: str, task: str, vocab: int | None, classes: int) -> tuple[int, int] | None:
+    if name == "attention_mask":
+        return 0, 1
+    if name == "input_ids" and vocab:
+        return 0, vocab - 1
+    if name == TARGET_NAME:
+        return (0, classes - 1) if task == "classification" else ((0, vocab - 1) if vocab else None)
+    return None
 
 
 def _versions(extra: tuple[str, ...]) -> dict[str, str]:
@@ -90,7 +114,7 @@ def _versions(extra: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def _check_labels(model: nn.Module, task: str, labels: list[str] | None, target: np.ndarray, logits: torch.Tensor) -> None:
+def _check_labels(task: str, labels: list[str] | None, target: np.ndarray, logits: torch.Tensor) -> None:
     if task != "classification":
         if labels:
             raise ExportError(f"labels: a {task} model takes no labels, got {labels}")
@@ -104,53 +128,64 @@ def _check_labels(model: nn.Module, task: str, labels: list[str] | None, target:
         raise ExportError(f"example_batch['labels']: ids must be in 0..{classes - 1}")
 
 
-def prepare_bundle(
-    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | Path, *, runtime: str, loss: str | None,
-    labels: list[str] | None, optimizer: dict[str, Any], tokenizer: str | Path | None = None,
-    versions: tuple[str, ...] = (),
-) -> tuple[dict[str, Any], Path]:
-    """Check the arguments, run the model once eagerly, write labels/tokenizer into a fresh staging folder.
-
-    Returns (manifest without the runtime's files, staging folder). The eager run also fills the Givens and
-    compound index caches with real tensors, so exporters capture them as constants instead of tracing
-    their construction (which turns into thousands of scatter nodes).
-    """
+def describe(
+    model: nn.Module, example_batch: dict[str, np.ndarray], *, runtime: str, loss: str | None, labels: list[str] | None,
+    optimizer: dict[str, Any], versions: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Check the arguments, run the model once eagerly (label count, dropout off), and return the manifest without files."""
+    try:
+        state = state_of(model)
+    except AdapterError as err:
+        raise ExportError(str(err)) from None
     task = infer_task(model, loss)
     inputs, target = split_batch(example_batch)
-    trainable = trainable_tensors(model)
+    trainable = delta_parameters(model)
+    if not trainable:
+        raise ExportError("the model has no trainable tensors: its adapter trains nothing")
     model.eval()  # dropout off: the exported graphs are deterministic, so parity can be exact
     with torch.no_grad():
         logits = model(*[torch.from_numpy(a) for a in inputs.values()])
     labels = list(labels) if labels else None
-    _check_labels(model, task, labels, target, logits)
-    config = getattr(model, "quic_config", None)
-    manifest: dict[str, Any] = {
+    _check_labels(task, labels, target, logits)
+    vocab, classes = vocab_size(model), int(logits.shape[-1])
+    return {
         "runtime": runtime,
-        "model": getattr(model, "quic_base_name", type(model).__name__),
+        "model": state.base_model or type(model).__name__,
         "task": task,
-        "base_fingerprint": getattr(model, "quic_fingerprint", None),
-        "config": dataclasses.asdict(config) if config is not None else None,
-        "adapter": getattr(model, "quic_adapter", "quic" if config is not None else "full"),
-        "quantize": getattr(model, "quic_quantize", None),
+        **state.identity(),
+        "config": None if state.config is None else state.config.to_dict(),
         "labels": labels,
-        "inputs": [_spec(n, a) for n, a in inputs.items()],
-        "target": _spec(TARGET_NAME, target),
+        "inputs": [tensor_spec(n, a, _bounds(n, task, vocab, classes)) for n, a in inputs.items()],
+        "target": tensor_spec(TARGET_NAME, target, _bounds(TARGET_NAME, task, vocab, classes))
+        | ({"ignore_index": IGNORE_INDEX} if task == "causal-lm" else {}),
         "trainable": {n: list(p.shape) for n, p in trainable.items()},
         "optimizer": optimizer,
         "files": {},
         "versions": _versions(versions),
     }
-    if manifest["base_fingerprint"] is None:
-        raise ExportError("the model has no base fingerprint: prepare it with quic_edge.apply_quic or quic_edge.baselines")
-    staging = _staging_dir(Path(out_dir))
-    if labels is not None:
-        (staging / LABELS_FILE).write_text(json.dumps(labels))
-        manifest["files"]["labels"] = LABELS_FILE
-    tokenizer = tokenizer or _default_tokenizer(model)
-    if tokenizer is not None:
-        shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
-        manifest["files"]["tokenizer"] = TOKENIZER_FILE
-    return manifest, staging
+
+
+def write_bundle(
+    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | Path, *, runtime: str,
+    write_files: Callable[[Path, dict[str, Any]], dict[str, str]], loss: str | None = None,
+    labels: list[str] | None = None, optimizer: dict[str, Any], tokenizer: str | Path | None = None,
+    versions: tuple[str, ...] = (), signing_key: bytes | None = None,
+) -> dict[str, Any]:
+    """Describe the model, write labels, tokenizer and the runtime's files (`write_files(staging, manifest)` returns
+    their roles) into a staging folder, then the manifest (signed with `signing_key`), and move it to `out_dir`."""
+    manifest = describe(model, example_batch, runtime=runtime, loss=loss, labels=labels, optimizer=optimizer,
+                        versions=versions)
+    with staged(out_dir, is_ours=lambda d: (d / MANIFEST).is_file()) as staging:
+        if manifest["labels"] is not None:
+            (staging / LABELS_FILE).write_text(json.dumps(manifest["labels"]))
+            manifest["files"]["labels"] = LABELS_FILE
+        tokenizer = tokenizer or _default_tokenizer(model)
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
+            manifest["files"]["tokenizer"] = TOKENIZER_FILE
+        manifest["files"].update(write_files(staging, manifest))
+        manifest = write_manifest(staging, manifest, signing_key)
+    return manifest
 
 
 def _default_tokenizer(model: nn.Module) -> Path | None:
@@ -159,30 +194,3 @@ def _default_tokenizer(model: nn.Module) -> Path | None:
 
         return minilm_path() / TOKENIZER_FILE
     return None
-
-
-def _staging_dir(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"out: {out_dir} is a file; give a folder for the bundle")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-        raise ExportError(f"out: {out_dir} exists and is not a bundle; give an empty or new folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
-
-
-def discard_staging(staging: Path) -> None:
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def finish_bundle(staging: Path, out_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write manifest.json (with every file's sha256) and move the staging folder to `out_dir`."""
-    out_dir = Path(out_dir)
-    manifest = write_manifest(staging, manifest)
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{staging.name[-8:]}")
-        out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out_dir)
-    return manifest

@@ -12,13 +12,14 @@ optimizer runs on the host (runtimes/executorch.py) on the program's aliased par
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from quic_edge.export.common import ExportError, discard_staging, finish_bundle, optimizer_spec, prepare_bundle, split_batch
+from quic_edge.export.common import ExportError, bundle_optimizer, split_batch, write_bundle
 from quic_edge.tasks import WithLoss
 
 PROGRAM = "training.pte"
@@ -27,21 +28,18 @@ PROGRAM = "training.pte"
 def export_executorch(
     model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, *, loss: str | None = None,
     optimizer: str = "adamw", lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0, labels: list[str] | None = None, tokenizer: str | os.PathLike | None = None,
+    weight_decay: float = 0.0, head_lr: float | None = None, labels: list[str] | None = None,
+    tokenizer: str | os.PathLike | None = None, signing_key: bytes | None = None,
 ) -> dict[str, Any]:
     """Write an ExecuTorch training bundle for `model`; same arguments and manifest as export_ort."""
-    spec = optimizer_spec(optimizer, lr, betas, eps, weight_decay)
-    manifest, staging = prepare_bundle(
-        model, example_batch, out_dir, runtime="executorch", loss=loss, labels=labels, optimizer=spec,
-        tokenizer=tokenizer, versions=("executorch",),
-    )
-    try:
+    spec = bundle_optimizer(model, optimizer, lr, betas, eps, weight_decay, head_lr)
+
+    def write(staging: Path, manifest: dict[str, Any]) -> dict[str, str]:
         (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
-        manifest["files"]["program"] = PROGRAM
-        return finish_bundle(staging, out_dir, manifest)
-    except BaseException:
-        discard_staging(staging)
-        raise
+        return {"program": PROGRAM}
+
+    return write_bundle(model, example_batch, out_dir, runtime="executorch", write_files=write, loss=loss, labels=labels,
+                        optimizer=spec, tokenizer=tokenizer, signing_key=signing_key, versions=("executorch",))
 
 
 def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> bytes:

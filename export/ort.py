@@ -28,14 +28,8 @@ import onnx
 import torch
 from torch import nn
 
-from quic_edge.export.common import (
-    ExportError,
-    discard_staging,
-    finish_bundle,
-    optimizer_spec,
-    prepare_bundle,
-    split_batch,
-)
+from quic_edge.export.common import ExportError, bundle_optimizer, split_batch, write_bundle
+from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME, WithLoss
 
 ARTIFACTS = {
@@ -51,27 +45,26 @@ OUTPUTS = ("loss", "logits")
 def export_ort(
     model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, *, loss: str | None = None,
     optimizer: str = "adamw", lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0, labels: list[str] | None = None, tokenizer: str | os.PathLike | None = None,
+    weight_decay: float = 0.0, head_lr: float | None = None, labels: list[str] | None = None,
+    tokenizer: str | os.PathLike | None = None, signing_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Write an ONNX Runtime training bundle for `model` (its trainable tensors train, all else frozen).
+    """Write an ONNX Runtime training bundle for `model` (its delta trains, all else frozen).
 
     `example_batch` fixes the input names, shapes and dtypes (the target under 'labels'); `loss` is the task
-    ('classification' or 'causal-lm', inferred for quic_edge.models). Returns the manifest.
+    ('classification' or 'causal-lm', inferred for quic_edge.models); `head_lr` trains the head at its own rate;
+    `signing_key` (an Ed25519 private key, PEM) signs the bundle. Returns the manifest.
     """
-    spec = optimizer_spec(optimizer, lr, betas, eps, weight_decay)
-    manifest, staging = prepare_bundle(
-        model, example_batch, out_dir, runtime="ort", loss=loss, labels=labels, optimizer=spec,
-        tokenizer=tokenizer, versions=("onnx", "onnxruntime-training-cpu", "onnxscript"),
-    )
-    try:
+    spec = bundle_optimizer(model, optimizer, lr, betas, eps, weight_decay, head_lr)
+
+    def write(staging: Path, manifest: dict[str, Any]) -> dict[str, str]:
         proto = to_onnx(model, example_batch, manifest["task"])
         check_int8(proto, model)
         write_artifacts(proto, model, staging, spec)
-        manifest["files"].update(ARTIFACTS)
-        return finish_bundle(staging, out_dir, manifest)
-    except BaseException:
-        discard_staging(staging)
-        raise
+        return dict(ARTIFACTS)
+
+    return write_bundle(model, example_batch, out_dir, runtime="ort", write_files=write, loss=loss, labels=labels,
+                        optimizer=spec, tokenizer=tokenizer, signing_key=signing_key,
+                        versions=("onnx", "onnxruntime-training-cpu", "onnxscript"))
 
 
 def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> onnx.ModelProto:
@@ -103,7 +96,7 @@ def write_artifacts(proto: onnx.ModelProto, model: nn.Module, folder: Path, spec
     from onnxruntime.training import artifacts
     from onnxruntime.training.onnxblock import optim
 
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    trainable = list(delta_parameters(model))
     names = {i.name for i in proto.graph.initializer}
     missing = sorted(set(trainable) - names)
     if missing:

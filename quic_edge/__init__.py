@@ -23,11 +23,16 @@ _EXPORTS = {
     "apply_quic": "model",
     "trainable_parameters": "model",
     "merge": "model",
+    "unload": "model",
+    "quantize_int8": "quantize",
+    "dequantize": "quantize",
     "save_delta": "delta",
     "load_delta": "delta",
+    "from_delta": "delta",
     "DeltaError": "delta",
+    "AdapterState": "state",
 }
-_SUBMODULES = ("models", "data", "export", "runtimes")
+_SUBMODULES = ("models", "data", "export", "runtimes", "formats", "training")
 
 __all__ = [*_EXPORTS, *_SUBMODULES]
 

@@ -7,7 +7,6 @@ graphs. Cauchy-Binet, C_k(AB) = C_k(A) C_k(B), makes C_k(A) orthogonal when A is
 
 from __future__ import annotations
 
-from functools import cache
 from itertools import combinations, permutations
 
 import torch
@@ -18,14 +17,14 @@ def _perm_sign(perm: tuple[int, ...]) -> int:
     return -1 if inversions % 2 else 1
 
 
-@cache
-def _subset_table(n: int, k: int) -> torch.Tensor:
-    """[k, C(n, k)]: row t holds the t-th element of every k-subset, subsets in lexicographic order."""
+def subset_table(n: int, k: int) -> torch.Tensor:
+    """[k, C(n, k)]: row t holds the t-th element of every k-subset, subsets in lexicographic order (built afresh; a
+    model keeps its own as buffers: quic_edge.rotations)."""
     return torch.tensor(list(combinations(range(n), k)), dtype=torch.long).T.contiguous()
 
 
-def compound(A: torch.Tensor, k: int) -> torch.Tensor:
-    """C_k(A) for a batch A[..., n, n] -> [..., C(n, k), C(n, k)].
+def compound(A: torch.Tensor, k: int, subsets: torch.Tensor | None = None) -> torch.Tensor:
+    """C_k(A) for a batch A[..., n, n] -> [..., C(n, k), C(n, k)]; `subsets` = subset_table(n, k) (built when not given).
 
     Example:
         >>> compound(torch.eye(4), 2).shape
@@ -38,7 +37,7 @@ def compound(A: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"compound: order k must be in 1..{n} for n={n}, got {k}")
     if k == 1:
         return A
-    subsets = _subset_table(n, k)  # (k, S)
+    subsets = subset_table(n, k) if subsets is None else subsets  # (k, S)
     rows = [A[..., subsets[t], :] for t in range(k)]  # k x (..., S, n)
     entries = [[rows[t][..., subsets[u]] for u in range(k)] for t in range(k)]  # A[I_t, J_u]: (..., S, S)
     total = None

@@ -85,17 +85,34 @@ class QuICConfig:
             n += 1
         return n
 
+    def to_dict(self) -> dict:
+        """The fields as plain JSON values (tuples become lists)."""
+        return json.loads(self.to_json())
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> QuICConfig:
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> QuICConfig:
+        """The config of `to_dict`; unknown fields or bad values raise ValueError naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected an object of QuICConfig fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config: unknown fields {sorted(unknown)}; this quic-edge knows {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except TypeError as err:
+            raise ValueError(f"config: {err}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> QuICConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config: not valid JSON ({err.msg})") from None
+        return cls.from_dict(data)
 
 
 def compound_width(n: int, orders: tuple[int, ...]) -> int:

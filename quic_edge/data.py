@@ -144,6 +144,13 @@ def encode_texts(tokenizer, texts: list[str], seq_len: int) -> dict[str, np.ndar
     }
 
 
+def encode_examples(
+    tokenizer, examples: list[Example], labels: list[str], seq_len: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(token ids and mask [n, seq_len], label ids [n]) of text examples."""
+    return encode_texts(tokenizer, [e.text for e in examples], seq_len), label_ids(examples, labels)
+
+
 def label_ids(examples: list[Example], labels: list[str]) -> np.ndarray:
     index = {name: i for i, name in enumerate(labels)}
     missing = sorted({e.label for e in examples} - set(index))

@@ -1,109 +1,85 @@
-"""Personal deltas: the trained angles (and head) in safetensors, with metadata that ties them to a base.
+"""Personal deltas in PyTorch: save a model's delta, load one onto the matching model, or build that model from it.
 
-The file functions are numpy-only so device loops write the same format without torch.
+    save_delta(model, "me.safetensors")        # the angles and the head, with the identity of base and adapter
+    load_delta(model, "me.safetensors")        # refuses another base, adapter or config
+    model = from_delta("me.safetensors")       # the base (by its recorded name), QuIC applied, the delta loaded
+
+The file format lives in quic_edge.formats.delta_file (torch-free, shared with the device loops).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
+import torch
+from torch import nn
 
-from .atomic import atomic_write_bytes
+from .formats.delta_file import DELTA_FORMAT, DELTA_FORMAT_VERSION, DeltaError, read_delta_file, write_delta_file
+from .formats.identity import IdentityError, check_identity, identity_of
+from .state import AdapterError, delta_parameters, state_of
 
-DELTA_FORMAT = "quic-edge-delta"
-DELTA_FORMAT_VERSION = 1
-
-
-class DeltaError(ValueError):
-    """A delta file that cannot be used with this model."""
+__all__ = ["DELTA_FORMAT", "DELTA_FORMAT_VERSION", "DeltaError", "from_delta", "load_delta", "read_delta_file",
+           "save_delta", "write_delta_file"]
 
 
-def write_delta_file(
-    path: str | os.PathLike, tensors: dict[str, np.ndarray], *, base_fingerprint: str, config_json: str,
-    quantize: str | None, base_model: str = "",
-) -> Path:
-    """Write tensors and metadata atomically (the previous file survives a crash)."""
-    metadata = {
-        "format": DELTA_FORMAT,
-        "format_version": str(DELTA_FORMAT_VERSION),
-        "base_fingerprint": base_fingerprint,
-        "base_model": base_model,
-        "config": config_json,
-        "quantize": str(quantize),
-    }
-    arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in tensors.items()}
-    return atomic_write_bytes(path, st_save(arrays, metadata=metadata))
+def save_delta(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Save the model's delta (quic_edge.state.delta_parameters) to a safetensors file, atomically."""
+    state = _state(model)
+    tensors = {name: p.detach().cpu().float().numpy() for name, p in delta_parameters(model).items()}
+    return write_delta_file(path, tensors, state.identity(), state.base_model)
 
 
-def read_delta_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read and check a delta file: (tensors, metadata)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeltaError(f"delta file not found: {path}")
-    try:
-        data = path.read_bytes()
-        tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
-    except (SafetensorError, ValueError, OSError) as err:
-        raise DeltaError(f"{path} is not a readable safetensors delta ({err}); export it again") from None
-    if metadata.get("format") != DELTA_FORMAT:
-        raise DeltaError(f"{path} is not a quic-edge delta (format {metadata.get('format')!r})")
-    version = int(metadata.get("format_version", "0"))
-    if version > DELTA_FORMAT_VERSION:
-        raise DeltaError(
-            f"{path} has delta format {version}, newer than this quic-edge reads ({DELTA_FORMAT_VERSION}); upgrade quic-edge"
-        )
-    return tensors, metadata
-
-
-def save_delta(model: Any, path: str | os.PathLike) -> Path:
-    """Save the trainable tensors (angles and head) of a QuIC model to a safetensors delta."""
-    config = _require_quic(model)
-    tensors = {
-        name: p.detach().cpu().float().numpy() for name, p in model.named_parameters() if p.requires_grad
-    }
-    return write_delta_file(
-        path, tensors, base_fingerprint=model.quic_fingerprint, config_json=config.to_json(),
-        quantize=model.quic_quantize, base_model=getattr(model, "quic_base_name", ""),
-    )
-
-
-def load_delta(model: Any, path: str | os.PathLike) -> Any:
-    """Load a delta onto a QuIC model with the same base and config; a mismatch raises DeltaError."""
-    config = _require_quic(model)
+def load_delta(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a delta onto a model with the same base, adapter and config; any mismatch raises DeltaError."""
+    state = _state(model)
     tensors, meta = read_delta_file(path)
-    if meta["base_fingerprint"] != model.quic_fingerprint:
-        raise DeltaError(
-            f"{path} was trained on base {meta.get('base_model') or '?'} (fingerprint {meta['base_fingerprint'][:12]}), "
-            f"but this model's base is {getattr(model, 'quic_base_name', '?')} (fingerprint {model.quic_fingerprint[:12]}): "
-            "load the delta onto the base it was trained on"
-        )
-    if meta["config"] != config.to_json():
-        raise DeltaError(f"{path} was trained with config {meta['config']}, but this model has {config.to_json()}")
-    if meta["quantize"] != str(model.quic_quantize):
-        raise DeltaError(f"{path} was trained with quantize={meta['quantize']}, this model has {model.quic_quantize}")
-    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    try:
+        check_identity(state.identity(), identity_of(meta), f"delta {path} (base {meta.get('base_model') or '?'})")
+    except IdentityError as err:
+        raise DeltaError(str(err)) from None
+    params = delta_parameters(model)
     if set(params) != set(tensors):
         missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-        raise DeltaError(f"{path} does not match this model's trainable tensors (missing {missing}, unexpected {extra})")
+        raise DeltaError(f"{path} does not match this model's delta tensors (missing {missing[:3]}, unexpected {extra[:3]})")
     for name, p in params.items():
         if tuple(tensors[name].shape) != tuple(p.shape):
             raise DeltaError(f"{path}: {name} has shape {tensors[name].shape}, the model expects {tuple(p.shape)}")
-    for name, p in params.items():
-        p.data.copy_(p.data.new_tensor(tensors[name]))
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(torch.from_numpy(tensors[name]))
     return model
 
 
-def _require_quic(model: Any) -> Any:
-    config = getattr(model, "quic_config", None)
-    if config is None:
-        raise DeltaError("this model has no QuIC adapters: call quic_edge.apply_quic(model, config) first")
-    return config
+def from_delta(path: str | os.PathLike, base: nn.Module | None = None, seed: int = 0) -> nn.Module:
+    """The adapted model a QuIC delta was trained on, in eval mode: `base` (default: the base named in the delta,
+    loaded with quic_edge.models.load), QuIC applied with the delta's config and base dtype, the delta loaded (and
+    checked against the base's fingerprint)."""
+    from . import models
+    from .config import QuICConfig
+    from .model import apply_quic
+
+    tensors, meta = read_delta_file(path)
+    if meta["adapter"] != "quic":
+        raise DeltaError(f"{path} is a {meta['adapter']} delta; from_delta builds QuIC models")
+    if base is None:
+        name = meta.get("base_model") or ""
+        head = next((t for n, t in tensors.items() if n.split(".")[0] in ("classifier", "score")), None)
+        try:
+            base, _ = models.load(name, num_labels=head.shape[0] if head is not None else 2, seed=seed)
+        except (ValueError, OSError) as err:
+            raise DeltaError(f"{path}: its base {name!r} cannot be loaded ({err}); pass the base model as base=") from None
+    try:
+        config = QuICConfig.from_json(meta["config"])
+    except ValueError as err:
+        raise DeltaError(f"{path}: {err}") from None
+    model = apply_quic(base, config, quantize=meta["base_dtype"] == "int8", base_model=meta.get("base_model", ""))
+    return load_delta(model, path).eval()
+
+
+def _state(model: nn.Module) -> Any:
+    try:
+        return state_of(model)
+    except AdapterError as err:
+        raise DeltaError(str(err)) from None

@@ -118,20 +118,14 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
 
 def delta_swap_matrix(model, tokenizer, splits, seq_len: int, deltas: list[str]) -> dict[str, dict[str, float]]:
     """Accuracy of each person's delta (loaded into PyTorch) on each person's test set."""
-    import torch
+    from .data import encode_examples
+    from .training import evaluate
 
-    from .data import encode_texts, label_ids
-
+    tests = {data.person.name: encode_examples(tokenizer, data.test, LABELS, seq_len) for data in splits}
     matrix: dict[str, dict[str, float]] = {}
     for owner, delta in zip(splits, deltas, strict=True):
         load_delta(model, delta)
-        matrix[owner.person.name] = {}
-        for data in splits:
-            inputs = encode_texts(tokenizer, [e.text for e in data.test], seq_len)
-            with torch.no_grad():
-                logits = model(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]))
-            correct = (logits.argmax(-1).numpy() == label_ids(data.test, LABELS)).mean()
-            matrix[owner.person.name][data.person.name] = float(correct)
+        matrix[owner.person.name] = {person: evaluate(model, *test) for person, test in tests.items()}
     return matrix
 
 

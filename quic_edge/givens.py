@@ -7,7 +7,7 @@ are multiplied in a log-depth tree of batched matmuls: A = D_last ... D_first.
 
 from __future__ import annotations
 
-from functools import cache
+from typing import NamedTuple
 
 import torch
 
@@ -47,13 +47,17 @@ def gate_count(n: int, layout: str = "planes", depth: int | None = None) -> int:
     return sum(len(r) for r in circuit(n, layout, depth))
 
 
-@cache
-def _round_tables(n: int, layout: str, depth: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Static tables that turn per-gate (cos, sin, -sin) values into round matrices.
+class RoundTables(NamedTuple):
+    """Static tables that turn per-gate (cos, sin, -sin) values into round matrices:
+    D[r] = values[index[r]] * mask[r] + fixed[r], where fixed holds the 1s of coordinates no gate of round r touches."""
 
-    values = cat(cos, sin, -sin) over the gates; D[r] = values[index[r]] * mask[r] + fixed[r], where fixed
-    holds the 1s of coordinates no gate of round r touches.
-    """
+    index: torch.Tensor  # (R, n, n) long
+    mask: torch.Tensor  # (R, n, n)
+    fixed: torch.Tensor  # (R, n, n)
+
+
+def round_tables(n: int, layout: str = "planes", depth: int | None = None) -> RoundTables:
+    """The tables of a circuit, built afresh (a model keeps its own as buffers: quic_edge.rotations)."""
     rounds = circuit(n, layout, depth)
     gates = sum(len(r) for r in rounds)
     index = torch.zeros(len(rounds), n, n, dtype=torch.long)
@@ -67,15 +71,14 @@ def _round_tables(n: int, layout: str, depth: int | None) -> tuple[torch.Tensor,
                 mask[r, row, col] = 1.0
                 fixed[r, row, col] = 0.0
             g += 1
-    return index, mask, fixed
+    return RoundTables(index, mask, fixed)
 
 
-def round_matrices(angles: torch.Tensor, n: int, layout: str = "planes", depth: int | None = None) -> torch.Tensor:
+def round_matrices(angles: torch.Tensor, tables: RoundTables) -> torch.Tensor:
     """[..., gates] angles -> [..., rounds, n, n] round matrices (one static gather)."""
-    index, mask, fixed = _round_tables(n, layout, depth)
     values = torch.cat([torch.cos(angles), torch.sin(angles), -torch.sin(angles)], dim=-1)  # (..., 3G)
-    gathered = values[..., index]  # (..., R, n, n)
-    return gathered * mask + fixed
+    gathered = values[..., tables.index]  # (..., R, n, n)
+    return gathered * tables.mask + tables.fixed
 
 
 def ordered_product(mats: torch.Tensor) -> torch.Tensor:
@@ -98,6 +101,10 @@ def chain_product(mats: torch.Tensor) -> torch.Tensor:
     return product
 
 
-def orthogonal(angles: torch.Tensor, n: int, layout: str = "planes", depth: int | None = None) -> torch.Tensor:
-    """[..., gates] angles -> [..., n, n] orthogonal matrices A = G_last ... G_first (det +1)."""
-    return ordered_product(round_matrices(angles, n, layout, depth))
+def orthogonal(
+    angles: torch.Tensor, n: int, layout: str = "planes", depth: int | None = None, tables: RoundTables | None = None
+) -> torch.Tensor:
+    """[..., gates] angles -> [..., n, n] orthogonal matrices A = G_last ... G_first (det +1).
+
+    `tables` (round_tables(n, layout, depth)) are built afresh when not given."""
+    return ordered_product(round_matrices(angles, tables if tables is not None else round_tables(n, layout, depth)))

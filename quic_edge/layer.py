@@ -1,13 +1,16 @@
-"""QuICLinear: a frozen (optionally int8) linear layer followed by the QuIC rotation of its outputs.
+"""QuICLinear: a frozen linear layer (fp32 or int8) followed by the QuIC rotation of its outputs.
 
 y = (x W^T) R + b with R = blockdiag(B_1, ..., B_N, I_tail) and B_i = C_k1(A_i) (+) C_k2(A_i) (+) ... (+) I.
-R is applied block by block with batched matmuls on the activations; it is never built densely except
-by `rotation()`, for tests and merging.
+R is applied block by block with batched matmuls on the activations; it is never built densely except by
+`rotation()`, for tests and merging. Inside an adapted model's forward the compounds of every layer are built
+together by the model's rotation module (quic_edge.rotations) and handed to each layer; a layer on its own builds
+its own.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from math import comb
 
 import torch
@@ -16,12 +19,12 @@ from torch import nn
 
 from .compounds import compound
 from .config import QuICConfig, compound_width
-from .givens import chain_product, gate_count, orthogonal
-from .quantize import Int8Linear
+from .givens import RoundTables, chain_product, gate_count, orthogonal
+from .quantize import Int8Linear, dequantized_weight, requantize_like
 
 
 class QuICLinear(nn.Module):
-    """The adapted layer. `angles` [chain, blocks or 1, gates] is its only trainable tensor.
+    """The adapted layer. `angles` [chain, blocks or 1, gates] is its only trainable tensor; `base_layer` stays frozen.
 
     Example:
         >>> layer = QuICLinear.from_linear(nn.Linear(16, 12), QuICConfig(blocks=2, orders=(1, 2)))
@@ -29,31 +32,26 @@ class QuICLinear(nn.Module):
         (torch.Size([1, 2, 3]), 3)
     """
 
-    def __init__(self, base: nn.Module, out_features: int, config: QuICConfig) -> None:
+    def __init__(self, base_layer: nn.Module, config: QuICConfig) -> None:
         super().__init__()
-        self.base = base
-        for p in self.base.parameters():
+        self.base_layer = base_layer
+        for p in self.base_layer.parameters():
             p.requires_grad_(False)
         self.config = config
-        self.out_features = out_features
-        self.n = config.block_dim(out_features)
-        self.block_size = out_features // config.blocks
+        self.out_features = base_layer.out_features
+        self.n = config.block_dim(self.out_features)
+        self.block_size = self.out_features // config.blocks
         self.gates = gate_count(self.n, config.layout, config.depth)
         copies = 1 if config.share_blocks else config.blocks
         self.angles = nn.Parameter(torch.zeros(config.chain, copies, self.gates))
-        self.batched_compounds: list[torch.Tensor] | None = None  # set around a model's forward (rotations.py)
+        self.batched_compounds: list[torch.Tensor] | None = None  # set around a model's forward (quic_edge.rotations)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, config: QuICConfig, quantize: str | None = "int8") -> QuICLinear:
-        """Wrap `linear` (kept frozen; int8 when quantize="int8", fp32 when None)."""
-        if quantize not in ("int8", None):
-            raise ValueError(f"quantize: must be 'int8' or None, got {quantize!r}")
-        if quantize == "int8":
-            base: nn.Module = Int8Linear.from_linear(linear)
-        else:
-            base = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
-            base.load_state_dict(linear.state_dict())
-        return cls(base, linear.out_features, config)
+    def from_linear(cls, linear: nn.Module, config: QuICConfig) -> QuICLinear:
+        """Wrap `linear` (an nn.Linear or an int8 Int8Linear, kept as it is and frozen)."""
+        if not isinstance(linear, nn.Linear | Int8Linear):
+            raise ValueError(f"QuIC adapts linear layers (nn.Linear or Int8Linear), got {type(linear).__name__}")
+        return cls(linear, config)
 
     @property
     def padding(self) -> int:
@@ -66,8 +64,7 @@ class QuICLinear(nn.Module):
         return orthogonal(self.angles, self.n, cfg.layout, cfg.depth)
 
     def compounds(self) -> list[torch.Tensor]:
-        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order (inside a model's forward, built together
-        with every layer of the same circuit: quic_edge/rotations.py)."""
+        """[blocks or 1, C(n, k), C(n, k)] for each order k, in config order."""
         if self.batched_compounds is not None:
             return self.batched_compounds
         return build_compounds([self])[0]
@@ -91,30 +88,27 @@ class QuICLinear(nn.Module):
         return rotated
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.base.bias
-        y = F.linear(x, self._base_weight())
+        bias = self.base_layer.bias
+        y = F.linear(x, dequantized_weight(self.base_layer))
         y = self.rotate(y)
         return y if bias is None else y + bias
-
-    def _base_weight(self) -> torch.Tensor:
-        if isinstance(self.base, Int8Linear):
-            return self.base.dequantized_weight()
-        return self.base.weight
 
     def rotation(self) -> torch.Tensor:
         """The dense d_out x d_out R (tests and merging only; never in a training graph)."""
         return self.rotate(torch.eye(self.out_features, dtype=self.angles.dtype, device=self.angles.device))
 
     @torch.no_grad()
-    def to_linear(self, quantize: str | None = None) -> nn.Module:
-        """The merged layer: W' = R^T W, bias unchanged; requantized to int8 when quantize="int8"."""
-        merged = self.rotation().T @ self._base_weight()
-        linear = nn.Linear(merged.shape[1], merged.shape[0], bias=self.base.bias is not None, dtype=merged.dtype)
+    def to_linear(self) -> nn.Module:
+        """The merged layer, of the base layer's own kind: W' = R^T W, bias unchanged (int8 again for an int8 base)."""
+        if not torch.isfinite(self.angles).all():
+            raise ValueError("angles hold NaN or infinite values: this adapter cannot be merged; load a good delta first")
+        merged = self.rotation().T @ dequantized_weight(self.base_layer)
+        linear = nn.Linear(merged.shape[1], merged.shape[0], bias=self.base_layer.bias is not None, dtype=merged.dtype)
         linear.weight.copy_(merged)
-        if self.base.bias is not None:
-            linear.bias.copy_(self.base.bias)
+        if self.base_layer.bias is not None:
+            linear.bias.copy_(self.base_layer.bias)
         linear.requires_grad_(False)
-        return Int8Linear.from_linear(linear) if quantize == "int8" else linear
+        return requantize_like(self.base_layer, linear)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -123,26 +117,32 @@ class QuICLinear(nn.Module):
 
 
 def circuit_key(layer: QuICLinear) -> tuple:
-    """Layers with equal keys build their rotations in one batch."""
+    """Layers with equal keys build their rotations in one batch: (n, orders, layout, depth, angle shape)."""
     c = layer.config
     return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape)
 
 
-def build_compounds(layers: list[QuICLinear]) -> list[list[torch.Tensor]]:
+CircuitTables = Callable[[tuple], tuple[RoundTables | None, dict[int, torch.Tensor]]]
+
+
+def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = None) -> list[list[torch.Tensor]]:
     """For each layer, its compounds [blocks or 1, C(n, k), C(n, k)] per order, one batched build per circuit.
 
-    A chain R_1 ... R_M is one block matrix blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet, so the chain copies'
-    orthogonal matrices are multiplied before the compounds are taken.
+    `tables(key)` gives a circuit's (round tables, subset table per order); None builds them afresh. A chain
+    R_1 ... R_M is one block matrix blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet, so the chain copies' orthogonal
+    matrices are multiplied before the compounds are taken.
     """
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, layer in enumerate(layers):
         groups[circuit_key(layer)].append(i)
     result: list[list[torch.Tensor]] = [[] for _ in layers]
-    for (n, orders, layout, depth, _), members in groups.items():
+    for key, members in groups.items():
+        n, orders, layout, depth, _ = key
+        rounds, subsets = tables(key) if tables is not None else (None, {})
         angles = torch.stack([layers[i].angles for i in members])  # (L, chain, copies, gates)
-        A = chain_product(orthogonal(angles, n, layout, depth))  # (L, copies, n, n)
+        A = chain_product(orthogonal(angles, n, layout, depth, rounds))  # (L, copies, n, n)
         for k in orders:
-            C = compound(A, k)  # (L, copies, ck, ck)
+            C = compound(A, k, subsets.get(k))  # (L, copies, ck, ck)
             for slot, i in enumerate(members):
                 result[i].append(C[slot])
     return result

@@ -1,8 +1,10 @@
-"""Model surgery: put QuIC on the target layers, freeze and quantize the rest, merge back."""
+"""Model surgery: put QuIC on the target layers, freeze the rest, and take it off again (merge or unload).
+
+    model = apply_quic(model, QuICConfig(blocks=3, orders=(1, 2)))   # int8 base, angles and head trainable
+    merged = merge(model)                                            # W' = R^T W folded in: a plain model again
+"""
 
 from __future__ import annotations
-
-import hashlib
 
 import torch
 from torch import nn
@@ -10,66 +12,64 @@ from torch import nn
 from . import rotations
 from .config import QuICConfig
 from .layer import QuICLinear
-from .quantize import quantize_frozen
+from .quantize import Int8Linear, base_dtype, quantize_int8
+from .state import (
+    AdapterError,
+    AdapterState,
+    base_fingerprint,
+    clear_state,
+    delta_names,
+    delta_parameters,
+    has_adapter,
+    set_state,
+    state_of,
+    train_only,
+)
+
+LINEAR_KINDS = (nn.Linear, Int8Linear)
 
 
-def base_fingerprint(model: nn.Module, skip: tuple[str, ...] = ()) -> str:
-    """sha256 over the names, shapes, dtypes and bytes of the frozen base weights (the task head skipped)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if any(part in skip for part in name.split(".")):
-            continue
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def apply_quic(model: nn.Module, config: QuICConfig, quantize: str | None = "int8") -> nn.Module:
-    """Adapt `model` in place: QuIC on `config.target_modules`, the head trainable, all else frozen.
-
-    With quantize="int8" every large frozen linear layer and embedding table is stored int8.
+def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, base_model: str | None = None) -> nn.Module:
+    """Adapt `model` in place: QuIC on `config.target_modules`, `config.trainable_modules` (the head) trainable, all
+    else frozen. quantize=True first stores the frozen base in int8 (`quic_edge.quantize_int8`); False keeps the base
+    as it is (fp32, or int8 quantized by the caller). `base_model` names the base for deltas (default: the name
+    quic_edge.models.load gave it).
 
     Example:
         >>> model, tokenizer = quic_edge.models.load("minilm", num_labels=3)
         >>> model = apply_quic(model, QuICConfig(blocks=3, orders=(1, 2)))
     """
-    if quantize not in ("int8", None):
-        raise ValueError(f"quantize: must be 'int8' or None, got {quantize!r}")
-    if getattr(model, "quic_config", None) is not None:
-        raise ValueError("apply_quic: this model already has QuIC adapters; load a fresh base model")
-    fingerprint = base_fingerprint(model, skip=config.trainable_modules)
-    targets = _replace_targets(model, config, quantize)
-    if not targets:
-        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+    if has_adapter(model):
+        raise AdapterError("apply_quic: this model already has an adapter; merge(model) or unload(model) it first")
+    original = frozenset(n for n, p in model.named_parameters() if p.requires_grad)
+    if quantize:
+        quantize_int8(model, skip=config.trainable_modules)
+    layers = _replace_targets(model, config)
+    if not layers:
+        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, LINEAR_KINDS)})
         raise ValueError(
             f"target_modules: none of {config.target_modules} is a linear layer here; linear layers: {names}"
         )
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if quantize == "int8":
-        quantize_frozen(model, skip=config.trainable_modules)
-    for name, module in model.named_modules():
-        if isinstance(module, QuICLinear):
-            module.angles.requires_grad_(True)
-        elif name.split(".")[-1] in config.trainable_modules:
-            module.requires_grad_(True)
-    rotations.attach(model)
-    model.quic_config = config
-    model.quic_quantize = quantize
-    model.quic_fingerprint = fingerprint
-    model.quic_adapter = "quic"
+    rotations.attach(model, layers)
+    delta = delta_names(model, "quic", config.trainable_modules)
+    train_only(model, delta)
+    set_state(model, AdapterState(
+        "quic", config, base_fingerprint(model, exclude=set(delta)), base_dtype(model),
+        base_model if base_model is not None else getattr(model, "quic_base_name", ""), config.trainable_modules,
+        original,
+    ))
     return model
 
 
-def _replace_targets(model: nn.Module, config: QuICConfig, quantize: str | None) -> list[str]:
-    replaced = []
-    for name, module in list(model.named_modules()):
+def _replace_targets(model: nn.Module, config: QuICConfig) -> list[QuICLinear]:
+    layers = []
+    for _, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            if child_name in config.target_modules and isinstance(child, nn.Linear):
-                setattr(module, child_name, QuICLinear.from_linear(child, config, quantize))
-                replaced.append(f"{name}.{child_name}" if name else child_name)
-    return replaced
+            if child_name in config.target_modules and isinstance(child, LINEAR_KINDS):
+                layer = QuICLinear.from_linear(child, config)
+                setattr(module, child_name, layer)
+                layers.append(layer)
+    return layers
 
 
 def quic_layers(model: nn.Module) -> dict[str, QuICLinear]:
@@ -77,16 +77,40 @@ def quic_layers(model: nn.Module) -> dict[str, QuICLinear]:
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The tensors training updates: the angles and the task head."""
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+    """The tensors training updates, by name: the angles and the task head (the model's delta)."""
+    return delta_parameters(model)
 
 
 @torch.no_grad()
-def merge(model: nn.Module, quantize: str | None = "int8") -> nn.Module:
-    """Fold every rotation into its frozen weight (W' = R^T W); int8 per channel again, or fp32."""
+def merge(model: nn.Module) -> nn.Module:
+    """Fold every rotation into its frozen weight (W' = R^T W; int8 per channel again for an int8 base), remove the
+    adapter's hooks and state, and return the plain model (apply_quic may adapt it again). Non-finite angles refuse."""
+    _require_quic(model)
+    for name, layer in quic_layers(model).items():
+        if not torch.isfinite(layer.angles).all():
+            raise ValueError(f"{name}.angles hold NaN or infinite values: nothing was merged; load a good delta first")
+    return _take_off(model, lambda layer: layer.to_linear())
+
+
+def unload(model: nn.Module) -> nn.Module:
+    """Remove QuIC without merging: every adapted layer back to its base layer, hooks and state removed, parameters
+    trainable as they were before apply_quic. The base stays as apply_quic left it (int8 if it quantized it)."""
+    _require_quic(model)
+    return _take_off(model, lambda layer: layer.base_layer)
+
+
+def _take_off(model: nn.Module, replacement) -> nn.Module:
+    state = state_of(model)
+    rotations.remove(model)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, QuICLinear):
-                setattr(module, child_name, child.to_linear(quantize=quantize))
-    model.quic_config = None
+                setattr(module, child_name, replacement(child))
+    clear_state(model)
+    train_only(model, sorted(state.original_trainable))
     return model
+
+
+def _require_quic(model: nn.Module) -> None:
+    if state_of(model).adapter != "quic":
+        raise AdapterError(f"this model carries a {state_of(model).adapter} adapter, not QuIC")

@@ -34,14 +34,14 @@ class SentenceClassifier(nn.Module):
 
 
 class CausalLM(nn.Module):
-    """A Hugging Face decoder reduced to input_ids -> logits (no cache), so it exports as one graph."""
+    """A Hugging Face decoder reduced to (input_ids, attention_mask) -> logits (no cache), so it exports as one graph."""
 
     def __init__(self, decoder: nn.Module) -> None:
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.decoder(input_ids=input_ids, use_cache=False).logits  # (B, T, V)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
 
 
 class MLP(nn.Module):
@@ -115,4 +115,5 @@ def _tiny_llama() -> nn.Module:
 
 
 def input_names(name: str) -> tuple[str, ...]:
-    return {"minilm": ("input_ids", "attention_mask"), "llama-tiny": ("input_ids",), "mlp": ("features",)}[name]
+    return {"minilm": ("input_ids", "attention_mask"), "llama-tiny": ("input_ids", "attention_mask"),
+            "mlp": ("features",)}[name]

@@ -1,4 +1,7 @@
-"""int8 weight-only quantization: symmetric, one scale per output channel, dequantized in the graph.
+"""int8 weight-only quantization as its own step: symmetric, one scale per output channel, dequantized in the graph.
+
+    quantize_int8(model, skip=("classifier",))   # every large frozen linear layer and embedding table -> int8
+    dequantize(model)                            # back to fp32 layers holding the dequantized values (exactly)
 
 Weights are stored as int8 buffers so they stay int8 in exported ONNX initializers and `.pte` constants;
 dequantization is a plain `w_int8.float() * scale`, which both runtimes differentiate through.
@@ -71,8 +74,9 @@ class Int8Embedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"
 
 
-def quantize_frozen(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
-    """Replace every large nn.Linear / nn.Embedding below `module` (names in `skip` excluded) by int8."""
+def quantize_int8(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
+    """Replace, in place, every large nn.Linear / nn.Embedding below `module` by its int8 twin; modules whose name
+    (last part) is in `skip` (the task head) stay as they are. Already int8 layers are left alone. Returns `module`."""
     for name, child in list(module.named_children()):
         if name in skip:
             continue
@@ -81,5 +85,40 @@ def quantize_frozen(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
         elif isinstance(child, nn.Embedding) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
             setattr(module, name, Int8Embedding.from_embedding(child))
         else:
-            quantize_frozen(child, skip)
+            quantize_int8(child, skip)
     return module
+
+
+@torch.no_grad()
+def dequantize(module: nn.Module) -> nn.Module:
+    """Replace, in place, every Int8Linear / Int8Embedding below `module` by the fp32 layer holding its dequantized
+    values (bit for bit what the int8 layer computes with). Returns `module`."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, Int8Linear):
+            linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            linear.weight.copy_(child.dequantized_weight())
+            if child.bias is not None:
+                linear.bias.copy_(child.bias)
+            linear.requires_grad_(False)
+            setattr(module, name, linear)
+        elif isinstance(child, Int8Embedding):
+            table = child.weight_int8.float() * child.weight_scale[:, None]
+            setattr(module, name, nn.Embedding.from_pretrained(table, freeze=True, padding_idx=child.padding_idx))
+        else:
+            dequantize(child)
+    return module
+
+
+def base_dtype(model: nn.Module) -> str:
+    """'int8' when the model holds int8 layers, else 'fp32'."""
+    return "int8" if any(isinstance(m, Int8Linear | Int8Embedding) for m in model.modules()) else "fp32"
+
+
+def dequantized_weight(layer: nn.Module) -> torch.Tensor:
+    """The fp32 weight [out, in] a linear layer computes with (an Int8Linear's dequantized, an nn.Linear's own)."""
+    return layer.dequantized_weight() if isinstance(layer, Int8Linear) else layer.weight
+
+
+def requantize_like(base: nn.Module, linear: nn.Linear) -> nn.Module:
+    """`linear` in the kind of `base`: int8 again when `base` is an Int8Linear, else as it is."""
+    return Int8Linear.from_linear(linear) if isinstance(base, Int8Linear) else linear

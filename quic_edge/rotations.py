@@ -1,32 +1,84 @@
-"""The rotations of all adapted layers, built in one batched computation per circuit shape (DESIGN.md section 2).
+"""The "angles -> rotations" step of an adapted model, owned by one module (DESIGN.md section 2).
 
 Every training step rebuilds every rotation. Built layer by layer, MiniLM's 12 adapted layers gave a 2,464-node
-ONNX Runtime training graph (LoRA's: 910). Layers with the same circuit (n, orders, layout, depth and angle shape)
-are stacked and built together (`quic_edge.layer.build_compounds`), and each layer reads its slice. `attach(model)`
-runs this around the model's forward (hooks, so exporters trace it too); outside such a forward (`rotation()`,
-merging) a layer builds its own through the same function.
+ONNX Runtime training graph (LoRA's: 910). `Rotations` groups the layers by circuit (n, orders, layout, depth and
+angle shape), holds each circuit's static index tables as non-persistent buffers (so `.to()` moves them, nothing is
+global, and an exporter sees the same constants whether or not the model ran before), builds all compounds of a group
+in one batch in its forward, and hands each layer its slice around the model's forward through two hooks whose
+handles it keeps (`detach` removes them).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from .layer import QuICLinear, build_compounds
+from .compounds import subset_table
+from .givens import RoundTables, round_tables
+from .layer import QuICLinear, build_compounds, circuit_key
+
+ATTRIBUTE = "quic_rotations"  # the child name under which an adapted model holds its Rotations
 
 
-def _build(model: nn.Module, args: tuple) -> None:
-    layers = [m for m in model.modules() if isinstance(m, QuICLinear)]
-    for layer, compounds in zip(layers, build_compounds(layers), strict=True):
+class Rotations(nn.Module):
+    """Builds the compounds of `layers` (QuICLinear modules of one model) in one batch per circuit shape."""
+
+    def __init__(self, layers: list[QuICLinear]) -> None:
+        super().__init__()
+        self.layers = list(layers)  # a plain list: the layers stay children of the model, not of this module
+        self.keys = list(dict.fromkeys(circuit_key(layer) for layer in self.layers))
+        for g, (n, orders, layout, depth, _) in enumerate(self.keys):
+            for name, table in zip(RoundTables._fields, round_tables(n, layout, depth), strict=True):
+                self.register_buffer(f"circuit{g}_{name}", table, persistent=False)
+            for k in orders:
+                if k > 1:
+                    self.register_buffer(f"circuit{g}_subsets{k}", subset_table(n, k), persistent=False)
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def tables(self, key: tuple) -> tuple[RoundTables, dict[int, torch.Tensor]]:
+        g = self.keys.index(key)
+        rounds = RoundTables(*(getattr(self, f"circuit{g}_{name}") for name in RoundTables._fields))
+        orders = key[1]
+        return rounds, {k: getattr(self, f"circuit{g}_subsets{k}") for k in orders if k > 1}
+
+    def forward(self) -> list[list[torch.Tensor]]:
+        """Each layer's compounds, in the order of `layers`."""
+        return build_compounds(self.layers, self.tables)
+
+    def attach(self, model: nn.Module) -> None:
+        """Register the hooks that build all rotations before each forward of `model` and drop them after it."""
+        self.handles = [model.register_forward_pre_hook(_before), model.register_forward_hook(_after, always_call=True)]
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        for layer in self.layers:
+            layer.batched_compounds = None
+
+
+def _before(model: nn.Module, args: tuple) -> None:
+    rotations = getattr(model, ATTRIBUTE)
+    for layer, compounds in zip(rotations.layers, rotations(), strict=True):
         layer.batched_compounds = compounds
 
 
-def _drop(model: nn.Module, args: tuple, output: object) -> None:
-    for m in model.modules():
-        if isinstance(m, QuICLinear):
-            m.batched_compounds = None
+def _after(model: nn.Module, args: tuple, output: object) -> None:
+    for layer in getattr(model, ATTRIBUTE).layers:
+        layer.batched_compounds = None
 
 
-def attach(model: nn.Module) -> None:
-    """Build all rotations before each forward of `model` and drop them after it (also when it raises)."""
-    model.register_forward_pre_hook(_build)
-    model.register_forward_hook(_drop, always_call=True)
+def attach(model: nn.Module, layers: list[QuICLinear]) -> Rotations:
+    """Give `model` its Rotations over `layers` (hooks included); returns it."""
+    rotations = Rotations(layers)
+    model.add_module(ATTRIBUTE, rotations)
+    rotations.attach(model)
+    return rotations
+
+
+def remove(model: nn.Module) -> None:
+    """Detach and delete the model's Rotations (after merging or unloading)."""
+    rotations = getattr(model, ATTRIBUTE, None)
+    if isinstance(rotations, Rotations):
+        rotations.detach()
+        delattr(model, ATTRIBUTE)

@@ -14,15 +14,18 @@ from .models import MLP_FEATURES, input_names
 
 TASKS = {"minilm": "classification", "llama-tiny": "causal-lm", "mlp": "classification"}
 TARGET_NAME = "labels"
+IGNORE_INDEX = -100  # a causal-lm target at a padded position: no loss there (F.cross_entropy's default)
 
 
 def task_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy: per example (classification) or next token (causal-lm, target = input_ids)."""
+    """Mean cross-entropy: per example (classification) or next token (causal-lm: target = input_ids, IGNORE_INDEX
+    at padded positions)."""
     if task == "classification":
         return F.cross_entropy(logits, target)  # logits (B, L), target (B,)
     if task == "causal-lm":
         vocab = logits.shape[-1]
-        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), target[:, 1:].reshape(-1))  # (B, T, V), (B, T)
+        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), target[:, 1:].reshape(-1),
+                               ignore_index=IGNORE_INDEX)  # (B, T, V), (B, T)
     raise ValueError(f"task: unknown task {task!r}; known {sorted(set(TASKS.values()))}")
 
 
@@ -41,19 +44,27 @@ class WithLoss(nn.Module):
         return task_loss(self.task, logits, target), logits.detach()
 
 
-def example_batch(name: str, batch_size: int, seq_len: int, num_labels: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of the right names, shapes and dtypes (plus the target under TARGET_NAME)."""
+def example_batch(name: str, batch_size: int, seq_len: int, num_labels: int, seed: int = 0,
+                  padded: bool = False) -> dict[str, np.ndarray]:
+    """Random inputs of the right names, shapes and dtypes (plus the target under TARGET_NAME). padded=True gives text
+    rows random lengths (at least 2 tokens) with padding (id 0, mask 0) after them; a causal-lm target ignores padding."""
     rng = np.random.default_rng(seed)
     if name == "mlp":
         batch = {"features": rng.standard_normal((batch_size, MLP_FEATURES)).astype(np.float32)}
     else:
         vocab = 256 if name == "llama-tiny" else 30522
         ids = rng.integers(1000 if vocab > 1000 else 1, vocab, size=(batch_size, seq_len), dtype=np.int64)
+        mask = np.ones((batch_size, seq_len), dtype=np.int64)
+        if padded:
+            for row, length in enumerate(rng.integers(min(2, seq_len), seq_len + 1, size=batch_size)):
+                mask[row, length:] = 0
+            mask[0] = 1  # one full row: the longest shape is exercised too
+            ids[mask == 0] = 0
         batch = {"input_ids": ids}
         if "attention_mask" in input_names(name):
-            batch["attention_mask"] = np.ones((batch_size, seq_len), dtype=np.int64)
+            batch["attention_mask"] = mask
     if TASKS[name] == "causal-lm":
-        batch[TARGET_NAME] = batch["input_ids"].copy()
+        batch[TARGET_NAME] = np.where(batch["attention_mask"] == 1, batch["input_ids"], IGNORE_INDEX)
     else:
         batch[TARGET_NAME] = rng.integers(0, num_labels, size=(batch_size,), dtype=np.int64)
     return batch

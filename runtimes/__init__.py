@@ -26,6 +26,6 @@ def loop_class(runtime: str) -> Any:
 
 def open_loop(bundle_dir: str | os.PathLike, work_dir: str | os.PathLike, **options: Any) -> Any:
     """The device loop for the bundle's runtime (read from its manifest), resumed from the newest good checkpoint."""
-    from quic_edge.export.bundle import read_manifest
+    from quic_edge.formats.bundle import read_manifest
 
     return loop_class(str(read_manifest(bundle_dir).get("runtime")))(bundle_dir, work_dir, **options)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from quic_edge.export.bundle import bundle_file
+from quic_edge.formats.bundle import bundle_file
 from quic_edge.runtimes.loop import DeviceLoop
 
 STATE_FILE = "state.safetensors"
@@ -32,9 +32,9 @@ class ExecuTorchLoop(DeviceLoop):
 
     runtime = "executorch"
 
-    def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 1) -> None:
+    def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 1, **verify: Any) -> None:
         self.threads = threads
-        super().__init__(bundle_dir, work_dir, keep)
+        super().__init__(bundle_dir, work_dir, keep, **verify)
 
     def _open(self) -> None:
         import torch
@@ -77,7 +77,7 @@ class ExecuTorchLoop(DeviceLoop):
             if spec["name"] == "sgd":
                 for name, p in params.items():
                     g = grads[name] + spec["weight_decay"] * p if spec["weight_decay"] else grads[name]
-                    p.sub_(lr * g)
+                    p.sub_(lr * self.lr_scales[name] * g)
             else:
                 self._adamw(params, grads, lr, spec)
         self._grads = None
@@ -89,13 +89,13 @@ class ExecuTorchLoop(DeviceLoop):
         correction1 = 1 - beta1 ** self._adam_step
         correction2_sqrt = math.sqrt(1 - beta2 ** self._adam_step)
         for name, p in params.items():
-            g = grads[name]
+            g, rate = grads[name], lr * self.lr_scales[name]
             m, v = self._moments.setdefault(name, (self._torch.zeros_like(p), self._torch.zeros_like(p)))
-            p.mul_(1 - lr * spec["weight_decay"])
+            p.mul_(1 - rate * spec["weight_decay"])
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / correction2_sqrt).add_(spec["eps"])
-            p.addcdiv_(m, denom, value=-lr / correction1)
+            p.addcdiv_(m, denom, value=-rate / correction1)
 
     def _zero_grad(self) -> None:
         self._grads = None  # each run computes fresh gradients: nothing accumulates

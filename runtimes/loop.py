@@ -6,7 +6,6 @@ this is what a phone or a Raspberry Pi runs.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -19,19 +18,27 @@ from typing import Any
 
 import numpy as np
 
-from quic_edge.atomic import atomic_write_bytes, fsync_dir
-from quic_edge.data import Example, batches, encode_texts, label_ids
-from quic_edge.delta import write_delta_file
-from quic_edge.export.bundle import BundleError, bundle_file, sha256_file, verify_bundle
+from quic_edge.data import Example, batches, encode_examples
+from quic_edge.formats.atomic import atomic_write_bytes, fsync_dir
+from quic_edge.formats.bundle import BundleError, bundle_file, sha256_file, verify_bundle
+from quic_edge.formats.checkpoint import STATE_FILE as CHECKPOINT_STATE
+from quic_edge.formats.checkpoint import CheckpointStateError, read_state, state_bytes
+from quic_edge.formats.delta_file import write_delta_file
+from quic_edge.formats.identity import identity_mismatch, identity_of
+from quic_edge.formats.optimizer import lr_scales
 
 CHECKPOINT_PREFIX = "ckpt-"
-CHECKPOINT_STATE = "state.json"
+UNUSABLE_PREFIX = "unusable-"  # where start_over moves checkpoints that could not be resumed (kept, never deleted)
 
 Schedule = Callable[[int], float]  # step (0-based) -> learning-rate multiplier
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """No checkpoint in the work folder can be used; the message names the folder and how to start over."""
+
+
+class BatchError(ValueError):
+    """A batch the bundle cannot train on (names, shapes, dtypes or values); nothing was trained."""
 
 
 @dataclass
@@ -47,21 +54,28 @@ class DeviceLoop(ABC):
 
     runtime: str = ""
 
-    def __init__(self, bundle_dir: str | os.PathLike, work_dir: str | os.PathLike, keep: int = 2) -> None:
+    def __init__(self, bundle_dir: str | os.PathLike, work_dir: str | os.PathLike, keep: int = 2, *,
+                 expected_digest: str | None = None, trusted_keys: list[bytes] | None = None,
+                 start_over: bool = False) -> None:
+        """Verify the bundle (every byte; `expected_digest` pins it, `trusted_keys` require a publisher's signature),
+        then resume from the newest good checkpoint in `work_dir`. When checkpoints exist but none is usable the loop
+        refuses to start (CheckpointError) unless start_over=True, which moves them aside and starts from the bundle."""
         self.bundle_dir = Path(bundle_dir)
-        self.manifest = verify_bundle(self.bundle_dir)
+        self.manifest = verify_bundle(self.bundle_dir, expected_digest, trusted_keys)
         if self.manifest.get("runtime") != self.runtime:
             raise BundleError(
                 f"{bundle_dir} is a {self.manifest.get('runtime')} bundle; this loop runs {self.runtime} bundles"
             )
+        self.identity = identity_of(self.manifest)
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.keep = max(1, keep)
         self.step = 0
         self.last_gradients: dict[str, np.ndarray] = {}
         self.labels: list[str] = list(self.manifest.get("labels") or [])
+        self.lr_scales = lr_scales(self.manifest["optimizer"], self.manifest["trainable"])
         self._open()
-        self.resume()
+        self.resume(start_over)
 
     # ---- runtime-specific -------------------------------------------------------------------------
     @abstractmethod
@@ -125,19 +139,30 @@ class DeviceLoop(ABC):
         return loss
 
     def check_batch(self, batch: dict[str, np.ndarray], with_target: bool) -> None:
-        """Names, shapes and dtypes as the manifest declares them; a clear error otherwise."""
+        """Names, shapes, dtypes and values as the manifest declares them (integer ranges, finite floats); a BatchError
+        naming the input otherwise. Out-of-range ids would make the runtime read past its tables."""
         specs = list(self.manifest["inputs"]) + ([self.manifest["target"]] if with_target else [])
         expected = {s["name"] for s in specs}
-        if set(batch) != expected:
-            raise ValueError(f"batch inputs {sorted(batch)} do not match the bundle's inputs {sorted(expected)}")
+        if not isinstance(batch, dict) or set(batch) != expected:
+            got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise BatchError(f"batch inputs {got} do not match the bundle's inputs {sorted(expected)}")
         for spec in specs:
             array = batch[spec["name"]]
             if not isinstance(array, np.ndarray):
-                raise ValueError(f"input {spec['name']}: give a numpy array, got {type(array).__name__}")
+                raise BatchError(f"input {spec['name']}: give a numpy array, got {type(array).__name__}")
             if list(array.shape) != list(spec["shape"]):
-                raise ValueError(f"input {spec['name']}: shape {list(array.shape)}, the bundle expects {spec['shape']}")
+                raise BatchError(f"input {spec['name']}: shape {list(array.shape)}, the bundle expects {spec['shape']}")
             if str(array.dtype) != spec["dtype"]:
-                raise ValueError(f"input {spec['name']}: dtype {array.dtype}, the bundle expects {spec['dtype']}")
+                raise BatchError(f"input {spec['name']}: dtype {array.dtype}, the bundle expects {spec['dtype']}")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise BatchError(f"input {spec['name']}: holds NaN or infinite values")
+            bounds = spec.get("range")
+            if bounds is not None and array.size:
+                values = array[array != spec["ignore_index"]] if "ignore_index" in spec else array
+                if values.size and (values.min() < bounds[0] or values.max() > bounds[1]):
+                    what = "label ids" if spec is self.manifest.get("target") and self.labels else "values"
+                    raise BatchError(f"input {spec['name']}: {what} must be in {bounds[0]}..{bounds[1]}, got "
+                                     f"{values.min()}..{values.max()}")
 
     def load_parameters(self, tensors: dict[str, np.ndarray]) -> None:
         """Set the trainable tensors (a delta's or a federated global's); exact names and shapes required."""
@@ -148,8 +173,8 @@ class DeviceLoop(ABC):
         for name, value in current.items():
             if tuple(np.shape(tensors[name])) != value.shape:
                 raise ValueError(f"{name}: shape {np.shape(tensors[name])}, the bundle has {value.shape}")
-            if not np.isfinite(tensors[name]).all():
-                raise ValueError(f"{name}: holds NaN or infinite values")
+            if not np.issubdtype(np.asarray(tensors[name]).dtype, np.number) or not np.isfinite(tensors[name]).all():
+                raise ValueError(f"{name}: holds NaN or infinite values (or is not numeric)")
         self._write_parameters({name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in current})
 
     # ---- text examples ----------------------------------------------------------------------------
@@ -163,7 +188,7 @@ class DeviceLoop(ABC):
 
         tokenizer = Tokenizer.from_file(str(bundle_file(self.bundle_dir, self.manifest, "tokenizer")))
         seq_len = int(self.manifest["inputs"][0]["shape"][1])
-        return encode_texts(tokenizer, [e.text for e in examples], seq_len), label_ids(examples, self.labels)
+        return encode_examples(tokenizer, examples, self.labels, seq_len)
 
     def fit(
         self, examples: list[Example], epochs: int = 1, seed: int = 0, schedule: Schedule | None = None,
@@ -225,9 +250,7 @@ class DeviceLoop(ABC):
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         for p in tmp.iterdir():
             _fsync_file(p)
-        state = {"step": self.step, "runtime": self.runtime, "sha256": files,
-                 "base_fingerprint": self.manifest.get("base_fingerprint")}
-        atomic_write_bytes(tmp / CHECKPOINT_STATE, json.dumps(state).encode())
+        atomic_write_bytes(tmp / CHECKPOINT_STATE, state_bytes(self.step, self.runtime, files, self.identity))
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
@@ -242,23 +265,48 @@ class DeviceLoop(ABC):
         found = [p for p in self.checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
         return sorted(found, key=lambda p: p.name, reverse=True)
 
-    def resume(self) -> Path | None:
-        """Load the newest checkpoint that verifies; a torn or corrupt one is skipped (and kept for a look)."""
-        for folder in self.checkpoints():
+    def resume(self, start_over: bool = False) -> Path | None:
+        """Load the newest checkpoint that verifies; a torn or corrupt one is skipped with a warning (and kept).
+
+        If checkpoints exist and none can be used, progress would be lost silently by starting again: CheckpointError
+        says so, unless start_over=True, which moves them to checkpoints/unusable-*/ and starts from the bundle."""
+        found, reasons = self.checkpoints(), []
+        for folder in found:
             try:
-                state = json.loads((folder / CHECKPOINT_STATE).read_text())
-                if state.get("base_fingerprint") != self.manifest.get("base_fingerprint"):
-                    raise CheckpointError("it belongs to another bundle")
-                for name, expected in state["sha256"].items():
-                    if sha256_file(folder / name) != expected:
-                        raise CheckpointError(f"{name} does not match its sha256")
+                state = self._verified_state(folder)
                 self._load_state(folder)
             except (OSError, ValueError, KeyError, RuntimeError) as err:
+                reasons.append(f"{folder.name}: {err}")
                 print(f"warning: skipping checkpoint {folder.name}: {err}")
                 continue
             self.step = int(state["step"])
             return folder
+        if found and not start_over:
+            raise CheckpointError(
+                f"no checkpoint in {self.checkpoint_dir} can be resumed ({'; '.join(reasons)[:600]}); nothing was "
+                "changed. To start over from the bundle's initial state (the unusable checkpoints are kept aside), pass "
+                "start_over=True (quic-edge train --start-over)"
+            )
+        if found:
+            aside = self.checkpoint_dir / f"{UNUSABLE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            aside.mkdir()
+            for folder in found:
+                os.replace(folder, aside / folder.name)
+            fsync_dir(self.checkpoint_dir)
+            print(f"warning: starting over; the unusable checkpoints are kept in {aside}")
         return None
+
+    def _verified_state(self, folder: Path) -> dict[str, Any]:
+        state = read_state(folder / CHECKPOINT_STATE)
+        if state["runtime"] != self.runtime:
+            raise CheckpointStateError(f"it is a {state['runtime']} checkpoint")
+        reason = identity_mismatch(self.identity, identity_of(state))
+        if reason:
+            raise CheckpointStateError(f"it belongs to another bundle ({reason})")
+        for name, expected in state["sha256"].items():
+            if sha256_file(folder / name) != expected:
+                raise CheckpointStateError(f"{name} does not match its sha256")
+        return state
 
     def _prune(self) -> None:
         for old in self.checkpoints()[self.keep :]:
@@ -272,12 +320,7 @@ class DeviceLoop(ABC):
     # ---- delta ------------------------------------------------------------------------------------
     def export_delta(self, path: str | os.PathLike) -> Path:
         """The personal delta (trained angles and head) in the format quic_edge.load_delta reads."""
-        m = self.manifest
-        return write_delta_file(
-            path, self.parameters(), base_fingerprint=m["base_fingerprint"],
-            config_json=json.dumps(m["config"], sort_keys=True),
-            quantize=m.get("quantize"), base_model=m.get("model", ""),
-        )
+        return write_delta_file(path, self.parameters(), self.identity, self.manifest.get("model", ""))
 
 
 def _padded_batches(n: int, batch_size: int) -> Iterable[np.ndarray]:

@@ -7,7 +7,7 @@
 
 Built on the pybind classes of `onnxruntime.capi._pybind_state` (CheckpointState, Module, Optimizer):
 `onnxruntime.training` imports torch, and so does `import onnxruntime` itself where torch is installed (its
-package check imports ORTModule). `_ort()` imports the bindings as a device without torch would.
+package check imports ORTModule). `ort_bindings()` imports the bindings as a device without torch would.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from quic_edge.export.bundle import bundle_file
+from quic_edge.formats.bundle import bundle_file
 from quic_edge.runtimes.loop import DeviceLoop
 
 CHECKPOINT_FILE = "checkpoint"
 
 
-def _ort() -> Any:
+def ort_bindings() -> Any:
     """onnxruntime's pybind module, imported without pulling in torch (as on a device that has none)."""
     if "onnxruntime.capi._pybind_state" in sys.modules or "torch" in sys.modules:
         from onnxruntime.capi import _pybind_state
@@ -51,15 +51,16 @@ class OrtLoop(DeviceLoop):
 
     runtime = "ort"
 
-    def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 0, cpu_arena: bool = True) -> None:
+    def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 0, cpu_arena: bool = True,
+                 **verify: Any) -> None:
         self._threads, self._cpu_arena = threads, cpu_arena
         self._session: tuple[Any, Any, Any] | None = None
-        super().__init__(bundle_dir, work_dir, keep)
+        super().__init__(bundle_dir, work_dir, keep, **verify)
 
     # ---- sessions -----------------------------------------------------------------------------------
     def _open(self) -> None:
         """Nothing is loaded yet: resume() loads a checkpoint, or the first use loads the bundle's own."""
-        self._ort = _ort()
+        self._ort = ort_bindings()
         self._trainable = list(self.manifest["trainable"])
         self._inputs = [s["name"] for s in self.manifest["inputs"]]
         self._target = self.manifest["target"]

@@ -1,20 +1,21 @@
 """Parity: the same init, data and optimizer in PyTorch eager and in a device runtime (DESIGN.md section 5).
 
-    from quic_edge.runtimes.parity import run_parity
-    report = run_parity("ort", "mlp", steps=20, optimizer="adamw")
-    report["max_abs_loss_diff"], report["max_abs_grad_diff"], report["max_abs_param_diff"]
+    run = collect("ort", "mlp", steps=20, optimizer="adamw")    # both traces: losses, gradients every step, parameters
+    report = judge(run)                                         # per-tensor verdicts; report["within"] is the answer
 
-Runtime-agnostic: the bundle comes from the exporter registry (quic_edge.export.export_bundle) and the runtime
-is driven through the DeviceLoop interface (train_step, gradients via capture_gradients, parameters), so a
-new runtime needs no change here. The eager reference uses torch.optim.SGD / torch.optim.AdamW; the exporters
-give the runtime the same semantics (ONNX Runtime's AdamW with adam_mode=0). Both sides run in eval mode
-(dropout off), so every step is deterministic. Different data every step (seeded by the step).
+A harness that cannot miss: every tensor is judged on its own (shape, NaN, absolute error and error relative to the
+tensor's own scale, so a 5% error on a small tensor fails), gradients at every step, losses per step, and every
+trainable tensor must have moved by far more than the tolerance on both sides (else the parameter check says
+nothing). Text models get padded attention masks. Runtime-agnostic: the bundle comes from the exporter registry and
+the runtime is driven through the DeviceLoop interface. Both sides run in eval mode (dropout off).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,43 @@ import torch
 
 from quic_edge import models
 from quic_edge.config import QuICConfig
+from quic_edge.formats.optimizer import optimizer_spec
 from quic_edge.model import apply_quic
-from quic_edge.tasks import TASKS, WithLoss, example_batch
+from quic_edge.state import delta_parameters
+from quic_edge.tasks import TASKS, example_batch
+from quic_edge.training import fit
 
 # Settings per optimizer: SGD needs a larger rate to move the angles measurably in 20 steps.
 LR = {"adamw": 1e-2, "sgd": 0.5}
 WEIGHT_DECAY = {"adamw": 0.01, "sgd": 0.0}  # torch's AdamW default; checks the decoupled decay as well
-TARGETS = {"loss": 1e-5, "grad": 1e-5, "param": {"sgd": 1e-5, "adamw": 1e-4}}
+TARGETS = {"loss": 1e-5, "grad": 1e-5, "param": {"sgd": 1e-5, "adamw": 1e-4}, "rtol": 1e-3, "moved": 100.0}
+NOISE_FLOOR = 1e-7  # fp32 rounding below which a relative error means nothing
 SHAPES = {"minilm": (8, 64), "llama-tiny": (4, 32), "mlp": (16, 1)}
 NUM_LABELS = 3
+
+Tensors = dict[str, np.ndarray]
+
+
+@dataclass
+class Trace:
+    """One side of a parity run."""
+
+    losses: list[float] = field(default_factory=list)
+    gradients: list[Tensors] = field(default_factory=list)  # per step
+    initial: Tensors = field(default_factory=dict)
+    final: Tensors = field(default_factory=dict)
+
+
+@dataclass
+class ParityRun:
+    runtime: str
+    model: str
+    optimizer: str
+    steps: int
+    lr: float
+    weight_decay: float
+    eager: Trace
+    device: Trace
 
 
 def parity_model(name: str, seed: int = 0) -> torch.nn.Module:
@@ -40,51 +69,44 @@ def parity_model(name: str, seed: int = 0) -> torch.nn.Module:
     return apply_quic(model, QuICConfig(target_modules=models.DEFAULT_TARGETS[name]))
 
 
-def batches(name: str, steps: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    batch_size, seq_len = SHAPES[name]
-    return [example_batch(name, batch_size, seq_len, NUM_LABELS, seed=seed + 1000 * step) for step in range(steps)]
+def batches(name: str, steps: int, seed: int = 0, shape: tuple[int, int] | None = None) -> list[dict[str, np.ndarray]]:
+    """Different data every step (seeded by the step); text batches padded (random lengths, mask 0 at the end)."""
+    batch_size, seq_len = shape or SHAPES[name]
+    return [example_batch(name, batch_size, seq_len, NUM_LABELS, seed=seed + 1000 * step, padded=True)
+            for step in range(steps)]
 
 
-def eager_run(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarray]], optimizer: str, lr: float,
-              weight_decay: float) -> tuple[list[float], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(losses, gradients at step 1, parameters after the last step) in PyTorch eager."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params.values(), lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                                                       weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params.values(), lr=lr)
-    wrapper = WithLoss(model, TASKS[name]).eval()
-    losses, first_grads = [], {}
-    for step, batch in enumerate(data):
-        loss, _ = wrapper(*[torch.from_numpy(a) for a in batch.values()])
-        loss.backward()
-        if step == 0:
-            first_grads = {n: p.grad.detach().numpy().copy() for n, p in params.items()}
-        opt.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    return losses, first_grads, {n: p.detach().numpy().copy() for n, p in params.items()}
+def _copy(tensors: dict[str, Any]) -> Tensors:
+    return {n: (t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)).copy() for n, t in tensors.items()}
 
 
-def runtime_run(loop: Any, data: list[dict[str, np.ndarray]]) -> tuple[list[float], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    losses, first_grads = [], {}
-    for step, batch in enumerate(data):
-        losses.append(loop.train_step(batch, capture_gradients=step == 0))
-        if step == 0:
-            first_grads = loop.last_gradients
-    return losses, first_grads, loop.parameters()
+def eager_trace(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarray]], optimizer: str, lr: float,
+                weight_decay: float) -> Trace:
+    """Losses, gradients at every step and parameters before and after, in PyTorch eager (quic_edge.training.fit)."""
+    params = delta_parameters(model)
+    trace = Trace(initial=_copy(params))
+
+    def capture(step: int, loss: torch.Tensor) -> None:
+        trace.gradients.append({n: p.grad.detach().numpy().copy() for n, p in params.items()})
+
+    spec = optimizer_spec(optimizer, lr, weight_decay=weight_decay)
+    trace.losses = fit(model, data, spec, task=TASKS[name], on_step=capture)
+    trace.final = _copy(params)
+    return trace
 
 
-def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    if set(a) != set(b):
-        raise AssertionError(f"trainable tensors differ: eager {sorted(a)} vs runtime {sorted(b)}")
-    return max(float(np.abs(a[n].astype(np.float64) - b[n]).max()) for n in a)
+def device_trace(loop: Any, data: list[dict[str, np.ndarray]]) -> Trace:
+    trace = Trace(initial=loop.parameters())
+    for batch in data:
+        trace.losses.append(loop.train_step(batch, capture_gradients=True))
+        trace.gradients.append(loop.last_gradients)
+    trace.final = loop.parameters()
+    return trace
 
 
-def run_parity(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
-               work_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train `steps` steps on both sides from one init and data; the report holds the differences and losses."""
+def collect(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
+            work_dir: str | Path | None = None, shape: tuple[int, int] | None = None) -> ParityRun:
+    """Train `steps` steps on both sides from one init and data; both traces."""
     from quic_edge.export import export_bundle
     from quic_edge.runtimes import open_loop
 
@@ -97,28 +119,92 @@ def run_parity(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw
         raise ValueError(f"optimizer: must be one of {sorted(LR)}, got {optimizer!r}")
     model = parity_model(name, seed)
     reference = copy.deepcopy(model)
-    data = batches(name, steps, seed)
+    data = batches(name, steps, seed, shape)
     labels = [f"class{i}" for i in range(NUM_LABELS)] if TASKS[name] == "classification" else None
     with tempfile.TemporaryDirectory(prefix="parity-", dir=work_dir) as tmp:
         export_bundle(runtime, model, data[0], Path(tmp) / "bundle", optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, labels=labels)
         loop = open_loop(Path(tmp) / "bundle", Path(tmp) / "work")
-        rt_losses, rt_grads, rt_params = runtime_run(loop, data)
+        device = device_trace(loop, data)
         del loop
-    ref_losses, ref_grads, ref_params = eager_run(reference, name, data, optimizer, lr, weight_decay)
+    eager = eager_trace(reference, name, data, optimizer, lr, weight_decay)
+    return ParityRun(runtime, name, optimizer, steps, lr, weight_decay, eager, device)
+
+
+# ---- the verdict -------------------------------------------------------------------------------------------------
+def tensor_diff(name: str, reference: np.ndarray | None, other: np.ndarray | None, atol: float, rtol: float) -> dict:
+    """One tensor judged alone: shapes equal, no NaN or infinity on either side, max |a - b| <= atol and
+    <= rtol * max |a| + NOISE_FLOOR (so an error that is small in absolute terms but large for this tensor fails)."""
+    row: dict[str, Any] = {"name": name, "atol": atol, "rtol": rtol}
+    if reference is None or other is None:
+        return row | {"ok": False, "why": "missing on the " + ("eager" if reference is None else "runtime") + " side"}
+    a, b = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if a.shape != b.shape:
+        return row | {"ok": False, "why": f"shape {list(b.shape)} against {list(a.shape)}"}
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return row | {"ok": False, "why": "NaN or infinity"}
+    max_abs = float(np.abs(a - b).max()) if a.size else 0.0
+    scale = float(np.abs(a).max()) if a.size else 0.0
+    ok = max_abs <= atol and max_abs <= rtol * scale + NOISE_FLOOR
+    return row | {"ok": ok, "max_abs": max_abs, "scale": scale, "relative": max_abs / scale if scale else 0.0,
+                  "why": "" if ok else f"|diff| {max_abs:.3g} with scale {scale:.3g}"}
+
+
+def compare(reference: Tensors, other: Tensors, atol: float, rtol: float) -> list[dict]:
+    """tensor_diff for every name on either side (a name on one side only fails)."""
+    return [tensor_diff(n, reference.get(n), other.get(n), atol, rtol) for n in sorted(set(reference) | set(other))]
+
+
+def judge(run: ParityRun, targets: dict[str, Any] = TARGETS) -> dict[str, Any]:
+    """The report: per-step loss and gradient verdicts, per-tensor parameter verdicts and movement, and `within`."""
+    rtol, param_tol = targets["rtol"], targets["param"][run.optimizer]
+    e, d = run.eager, run.device
+    losses = [tensor_diff(f"loss[{s}]", np.array(a), np.array(b), targets["loss"], rtol)
+              for s, (a, b) in enumerate(zip(e.losses, d.losses, strict=False))]
+    if len(e.losses) != len(d.losses):
+        losses.append({"name": "loss count", "ok": False, "why": f"{len(d.losses)} runtime steps, {len(e.losses)} eager"})
+    grads = [[row | {"step": s} for row in compare(ge, gd, targets["grad"], rtol)]
+             for s, (ge, gd) in enumerate(zip(e.gradients, d.gradients, strict=False))]
+    if len(e.gradients) != len(d.gradients) or not grads:
+        grads.append([{"name": "gradient steps", "ok": False, "why": "a side recorded no gradients for some step"}])
+    params = compare(e.final, d.final, param_tol, rtol)
+    moved = []
+    for side, trace in (("eager", e), ("runtime", d)):
+        for n in sorted(trace.final):
+            distance = float(np.abs(trace.final[n].astype(np.float64) - trace.initial.get(n, np.nan)).max())
+            needed = targets["moved"] * param_tol
+            moved.append({"name": n, "side": side, "moved": distance, "needed": needed,
+                          "ok": math.isfinite(distance) and distance > needed})
+    failures = [r for r in [*losses, *(r for step in grads for r in step), *params] if not r["ok"]]
+    failures += [{"name": f"{m['name']} ({m['side']})", "why": f"moved only {m['moved']:.3g} (needs > {m['needed']:.3g})"}
+                 for m in moved if not m["ok"]]
     return {
-        "runtime": runtime, "model": name, "optimizer": optimizer, "steps": steps, "lr": lr,
-        "weight_decay": weight_decay, "batch_shape": list(SHAPES[name]),
-        "trainable_numbers": int(sum(v.size for v in ref_params.values())),
-        "max_abs_loss_diff": float(np.max(np.abs(np.array(ref_losses) - np.array(rt_losses)))),
-        "max_abs_grad_diff": _max_diff(ref_grads, rt_grads),
-        "max_abs_param_diff": _max_diff(ref_params, rt_params),
-        "targets": {"loss": TARGETS["loss"], "grad": TARGETS["grad"], "param": TARGETS["param"][optimizer]},
-        "losses_eager": ref_losses, "losses_runtime": rt_losses,
+        "runtime": run.runtime, "model": run.model, "optimizer": run.optimizer, "steps": run.steps, "lr": run.lr,
+        "weight_decay": run.weight_decay, "trainable_numbers": int(sum(v.size for v in e.final.values())),
+        "targets": {"loss": targets["loss"], "grad": targets["grad"], "param": param_tol, "rtol": rtol,
+                    "moved": targets["moved"]},
+        "max_abs_loss_diff": _worst(losses), "max_abs_grad_diff": _worst([r for step in grads for r in step]),
+        "max_abs_param_diff": _worst(params), "max_relative_param_diff": max((r.get("relative", math.inf) for r in params),
+                                                                           default=math.inf),
+        "min_moved_over_needed": min((m["moved"] / m["needed"] for m in moved), default=0.0),
+        "params": params, "moved": moved, "gradient_steps_checked": len(grads),
+        "losses_eager": e.losses, "losses_runtime": d.losses,
+        "failures": [{"name": f["name"], "why": f["why"]} for f in failures], "within": not failures,
     }
 
 
+def _worst(rows: list[dict]) -> float:
+    """The largest absolute difference, NaN when any row failed without one (a NaN or shape failure)."""
+    if any("max_abs" not in r for r in rows) or not rows:
+        return math.nan
+    return max(r["max_abs"] for r in rows)
+
+
+def run_parity(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
+               work_dir: str | Path | None = None) -> dict[str, Any]:
+    """collect + judge: the report of one parity run."""
+    return judge(collect(runtime, name, steps, optimizer, seed, work_dir))
+
+
 def within_targets(report: dict[str, Any]) -> bool:
-    t = report["targets"]
-    return (report["max_abs_loss_diff"] <= t["loss"] and report["max_abs_grad_diff"] <= t["grad"]
-            and report["max_abs_param_diff"] <= t["param"])
+    return bool(report["within"])

@@ -22,7 +22,7 @@ from quic_edge.cli import main
 from quic_edge.data import Example, encode_texts, load_dataset, read_examples
 from quic_edge.delta import DELTA_FORMAT, DELTA_FORMAT_VERSION, DeltaError, load_delta, read_delta_file, write_delta_file
 from quic_edge.export import bundle as bundle_module
-from quic_edge.export.bundle import BundleError, verify_bundle
+from quic_edge.formats.bundle import BundleError, verify_bundle
 from quic_edge.export.ort import OUTPUTS
 from quic_edge.runtimes import loop as loop_module
 from quic_edge.runtimes.ort import CHECKPOINT_FILE, OrtLoop

@@ -62,7 +62,7 @@ def test_unchanged_outputs_at_initialisation(minilm):
     model, _ = minilm
     batch = example_batch("minilm", 2, 16, 3)
     ids, mask = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
-    fp32 = quic_edge.apply_quic(model, quic_edge.QuICConfig(), quantize=None)
+    fp32 = quic_edge.apply_quic(model, quic_edge.QuICConfig(), quantize=False)
     plain, _ = quic_edge.models.load("minilm", num_labels=3, seed=0)
     with torch.no_grad():
         torch.testing.assert_close(fp32(ids, mask), plain(ids, mask), atol=1e-5, rtol=1e-5)

@@ -19,18 +19,22 @@ import torch
 import quic_edge
 from quic_edge.data import encode_texts, load_dataset
 from quic_edge.delta import DeltaError, read_delta_file, save_delta, write_delta_file
-from quic_edge.deploy import SwappableSession
-from quic_edge.export.bundle import sha256_file
-from quic_edge.export.inference import deploy, export_swappable_onnx, run_executorch, run_optimum
+from quic_edge.export.deploy import deploy, example_inputs
+from quic_edge.export.executorch_inference import run_executorch
+from quic_edge.export.optimum_onnx import run_optimum
+from quic_edge.export.swappable import export_swappable_onnx
+from quic_edge.formats.bundle import sha256_file
+from quic_edge.formats.identity import identity_of
 from quic_edge.layer import QuICLinear
 from quic_edge.model import quic_layers
 from quic_edge.quantize import Int8Linear
+from quic_edge.runtimes.serving import SwappableSession
 
 TEXTS = 500
 SEQ_LEN = 64
 
 
-def personal(base: torch.nn.Module, seed: int, quantize: str | None = "int8") -> torch.nn.Module:
+def personal(base: torch.nn.Module, seed: int, quantize: bool = True) -> torch.nn.Module:
     """A QuIC model with angles and head ~ N(0, 0.1) (training left std 0.105 and 0.115 in the demo's deltas)."""
     model = quic_edge.apply_quic(copy.deepcopy(base), quic_edge.QuICConfig(), quantize=quantize)
     generator = torch.Generator().manual_seed(seed)
@@ -83,7 +87,8 @@ def alex(minilm_base, tweets, tmp_path_factory):
     features = {"unmerged": pooled(model, batches)}
     fit_head(model.classifier, features["unmerged"], labels)
     path = save_delta(model, tmp_path_factory.mktemp("alex") / "alex.safetensors")
-    merged = {q: quic_edge.merge(copy.deepcopy(model), quantize=q) for q in ("int8", None)}
+    merged = {"int8": quic_edge.merge(copy.deepcopy(model)),
+              None: quic_edge.merge(quic_edge.dequantize(copy.deepcopy(model)))}  # W' = R^T W kept in fp32
     features.update(int8=pooled(merged["int8"], batches), fp32=pooled(merged[None], batches[-1:]))
     with torch.no_grad():
         out = {name: model.classifier(f) for name, f in features.items()}
@@ -98,14 +103,14 @@ def test_merged_weights_are_r_transpose_w_within_half_an_int8_step(alex):
     model, merged = alex["model"], alex["merged"]["int8"]
     merged_layers = dict(merged.named_modules())
     for name, layer in quic_layers(model).items():
-        eye = torch.eye(layer.base.in_features)
+        eye = torch.eye(layer.base_layer.in_features)
         with torch.no_grad():
-            expected = (layer(eye) - layer.base.bias).T  # (out, in): W' from the adapter's forward, not from merge
+            expected = (layer(eye) - layer.base_layer.bias).T  # (out, in): W' from the adapter's forward, not from merge
         int8 = merged_layers[name]
         assert isinstance(int8, Int8Linear) and int8.weight_int8.dtype == torch.int8, name
         error = (int8.dequantized_weight() - expected).abs()
         assert (error <= int8.weight_scale[:, None] / 2 + 1e-6).all(), name
-        assert torch.equal(int8.bias, layer.base.bias)
+        assert torch.equal(int8.bias, layer.base_layer.bias)
 
 
 def test_merged_int8_agrees_with_the_unmerged_model(alex, minilm_base, tweets):
@@ -113,7 +118,7 @@ def test_merged_int8_agrees_with_the_unmerged_model(alex, minilm_base, tweets):
     agreement = (out["int8"].argmax(-1) == out["unmerged"].argmax(-1)).float().mean().item()
     assert agreement >= 0.995, agreement
     # The bound: what storing the base int8 already costs, i.e. the same delta on the fp32 base.
-    fp32_base = quic_edge.apply_quic(copy.deepcopy(minilm_base[0]), quic_edge.QuICConfig(), quantize=None)
+    fp32_base = quic_edge.apply_quic(copy.deepcopy(minilm_base[0]), quic_edge.QuICConfig(), quantize=False)
     trained = quic_edge.trainable_parameters(alex["model"])
     for name, p in quic_edge.trainable_parameters(fp32_base).items():
         p.data.copy_(trained[name])
@@ -129,15 +134,17 @@ def test_merge_leaves_an_int8_base_and_an_fp32_head(alex):
     linear = [n for n, m in merged.named_modules() if isinstance(m, torch.nn.Linear)]
     assert linear == ["classifier"]
     assert torch.equal(merged.classifier.weight, model.classifier.weight)
-    assert merged.quic_fingerprint == model.quic_fingerprint
-    with pytest.raises(DeltaError, match="no QuIC adapters"):
+    assert not hasattr(merged, "quic_state") and not hasattr(merged, "quic_rotations")  # a plain model again
+    assert not merged._forward_pre_hooks and not merged._forward_hooks
+    with pytest.raises(DeltaError, match="no adapter"):
         save_delta(merged, "unused.safetensors")
 
 
 @pytest.fixture(scope="module")
 def swappable(minilm_base, tmp_path_factory):
     """One swappable graph, exported from a third person's model (its own values must not leak into serving)."""
-    return export_swappable_onnx(personal(minilm_base[0], seed=3), tmp_path_factory.mktemp("swap") / "swappable.onnx")
+    return export_swappable_onnx(personal(minilm_base[0], seed=3), tmp_path_factory.mktemp("swap") / "swappable.onnx",
+                                 example_inputs(2, 16))
 
 
 def test_swappable_graph_serves_each_person_like_their_merged_model(alex, minilm_base, tweets, swappable, tmp_path):
@@ -147,7 +154,7 @@ def test_swappable_graph_serves_each_person_like_their_merged_model(alex, minilm
     server.add_person("sam", save_delta(sam, tmp_path / "sam.safetensors"))
     ids, mask = tweets[0][-1]  # the longest texts
     served = {p: torch.from_numpy(server.logits(p, ids, mask)) for p in ("alex", "sam", "alex")}
-    sam_merged = quic_edge.merge(copy.deepcopy(sam), quantize=None)
+    sam_merged = quic_edge.merge(quic_edge.dequantize(copy.deepcopy(sam)))
     with torch.no_grad():
         expected = {"alex": alex["logits"]["fp32"], "sam": sam_merged.classifier(pooled(sam_merged, [tweets[0][-1]]))}
     for person in ("alex", "sam"):
@@ -162,8 +169,8 @@ def test_swappable_graph_keeps_int8_and_refuses_a_delta_of_another_base(alex, sw
     assert fp32 == ["model.encoder.embeddings.word_embeddings.weight_scale"]  # one scale per vocabulary row
     assert sum(np.prod(i.dims) for i in initializers if i.data_type == onnx.TensorProto.INT8) > 22_000_000
     tensors, meta = read_delta_file(alex["delta"])
-    other = write_delta_file(tmp_path / "other.safetensors", tensors, base_fingerprint="0" * 64,
-                             config_json=meta["config"], quantize="int8", base_model="minilm")
+    other = write_delta_file(tmp_path / "other.safetensors", tensors, identity_of(meta) | {"base_fingerprint": "0" * 64},
+                             "minilm")
     with pytest.raises(DeltaError, match="base_fingerprint"):
         SwappableSession(swappable).add_person("eve", other)
     with pytest.raises(KeyError, match="add_person"):

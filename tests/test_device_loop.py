@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,9 +16,10 @@ import torch
 
 from quic_edge import load_delta
 from quic_edge.export import export_bundle
-from quic_edge.export.bundle import BundleError
+from quic_edge.formats.bundle import BundleError
 from quic_edge.runtimes import open_loop
 from quic_edge.runtimes.executorch import ExecuTorchLoop
+from quic_edge.runtimes.loop import BatchError
 from quic_edge.runtimes.ort import OrtLoop
 from quic_edge.runtimes.parity import NUM_LABELS, parity_model
 from quic_edge.tasks import example_batch
@@ -99,10 +101,11 @@ def test_nan_loss_skips_the_step_and_never_reaches_a_checkpoint(bundle, tmp_path
     before = loop.parameters()
     poisoned = batch(2)
     poisoned["features"][3, 5] = np.nan
-    assert np.isnan(loop.train_step(poisoned))
-    infinite = batch(3)
-    infinite["features"][0, 0] = np.inf
-    assert not np.isfinite(loop.train_step(infinite))
+    with pytest.raises(BatchError, match="NaN or infinite"):  # refused at the door: nothing runs
+        loop.train_step(poisoned)
+    overflowing = batch(3)
+    overflowing["features"][0] = 3e38  # finite, but the forward overflows: the loss is NaN or infinite
+    assert not np.isfinite(loop.train_step(overflowing))
     for name, value in loop.parameters().items():
         np.testing.assert_array_equal(value, before[name])
     assert np.isfinite(loop.train_step(batch(4)))  # the gradients of the bad steps were dropped
@@ -136,7 +139,11 @@ def _manifest(folder):
 
 
 def _write_manifest(folder, manifest):
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    """An edit made consistently (manifest and its root digest), as a tool that knows the format would: what the
+    checks behind the root digest must still catch."""
+    data = json.dumps(manifest).encode()
+    (folder / "manifest.json").write_bytes(data)
+    (folder / "manifest.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
 
 
 def runtime_file(folder) -> str:

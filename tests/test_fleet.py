@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from quic_edge.delta import read_delta_file
-from quic_edge.fleet.aggregation import adapter_identity
+from quic_edge.formats.identity import identity_of
 from quic_edge.fleet.partition import fleet_split
 from quic_edge.fleet.simulate import FleetSettings, export_fleet_bundle
 from quic_edge.fleet.soundness import read_updates
@@ -80,7 +80,7 @@ def test_simulation_rejects_faulty_clients_and_keeps_the_global_clean(bundle):
         reasons = dict(entry["rejected"])
         assert len(reasons) == 3
         assert "non-finite" in reasons["client-2"]
-        assert "config mismatch" in reasons["client-4"]
+        assert "its config is" in reasons["client-4"]
         # a node that never replied well is known by its node id only; its error names the client
         assert any("client-3 dropped mid-round" in reason for reason in reasons.values())
         for client, reason in reasons.items():
@@ -91,7 +91,7 @@ def test_simulation_rejects_faulty_clients_and_keeps_the_global_clean(bundle):
     tensors, weights = read_updates(out / "quic" / "updates-round-2.npz")
     assert sorted(tensors) == ["client-0", "client-1"]
     delta, meta = read_delta_file(out / "quic" / "global.safetensors")
-    assert meta["base_fingerprint"] == adapter_identity(json.loads((bundle / "manifest.json").read_text()))["base_fingerprint"]
+    assert meta["base_fingerprint"] == identity_of(json.loads((bundle / "manifest.json").read_text()))["base_fingerprint"]
     for name, array in delta.items():
         assert np.isfinite(array).all()
         want = np.average(np.stack([tensors[c][name] for c in sorted(tensors)]), axis=0,

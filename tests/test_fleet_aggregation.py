@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -11,16 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from quic_edge.fleet.aggregation import (
-    Update,
-    adapter_identity,
-    aggregate,
-    check_update,
-    weighted_average,
-)
+from quic_edge.fleet.aggregation import Update, aggregate, check_update, weighted_average
+from quic_edge.formats.identity import canonical_config, identity_of
 
-MANIFEST = {"base_fingerprint": "f" * 64, "config": {"blocks": 3, "orders": [1, 2]}, "adapter": "quic", "quantize": "int8"}
-IDENTITY = adapter_identity(MANIFEST)
+MANIFEST = {"base_fingerprint": "f" * 64, "config": {"blocks": 3, "orders": [1, 2]}, "adapter": "quic", "base_dtype": "int8"}
+IDENTITY = identity_of(MANIFEST)
 SHAPES = {"encoder.layer.0.attention.self.query.angles": (1, 3, 105), "classifier.weight": (5, 384)}
 
 
@@ -84,13 +78,13 @@ def _shape_update() -> Update:
 BAD = {
     "nan": (_nan_update, "non-finite"),
     "inf": (_inf_update, "non-finite"),
-    "other base": (lambda: _update("base", 0.5, base_fingerprint="0" * 64), "base_fingerprint mismatch"),
+    "other base": (lambda: _update("base", 0.5, base_fingerprint="0" * 64), "its base_fingerprint is"),
     "other config": (
-        lambda: _update("config", 0.5, config=json.dumps({"blocks": 4, "orders": [1, 2]}, sort_keys=True)),
-        "config mismatch",
+        lambda: _update("config", 0.5, config=canonical_config({"blocks": 4, "orders": [1, 2]})),
+        "its config is",
     ),
-    "other adapter": (lambda: _update("lora", 0.5, adapter="lora"), "adapter mismatch"),
-    "other quantization": (lambda: _update("fp32", 0.5, quantize="None"), "quantize mismatch"),
+    "other adapter": (lambda: _update("lora", 0.5, adapter="lora"), "its adapter is"),
+    "other quantization": (lambda: _update("fp32", 0.5, base_dtype="fp32"), "its base_dtype is"),
     "missing tensor": (_missing_update, "missing ['classifier.weight']"),
     "wrong shape": (_shape_update, "shape (3, 384)"),
     "no examples": (lambda: _update("zero", 0.5, n=0), "num_examples must be positive"),

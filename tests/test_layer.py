@@ -44,26 +44,28 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
-@pytest.mark.parametrize("quantize", [None, "int8"])
-def test_forward_equals_xWT_R_plus_b(config, quantize):
+@pytest.mark.parametrize("int8", [False, True])
+def test_forward_equals_xWT_R_plus_b(config, int8):
     torch.manual_seed(0)
     linear = nn.Linear(24, 47).double()  # 47 = blocks * b + tail for most configs
-    layer = QuICLinear.from_linear(linear, config, quantize=quantize).double()
+    layer = QuICLinear.from_linear(Int8Linear.from_linear(linear) if int8 else linear, config).double()
     with torch.no_grad():
         layer.angles.normal_(0, 0.7)
     x = torch.randn(5, 2, 24, dtype=torch.float64)
-    W = layer.base.dequantized_weight().double() if quantize else linear.weight
+    W = layer.base_layer.dequantized_weight().double() if int8 else linear.weight
     R = torch.from_numpy(dense_rotation(layer))
     expected = (x @ W.T) @ R + linear.bias
     torch.testing.assert_close(layer(x), expected, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(layer.rotation(), R, atol=1e-10, rtol=1e-10)
     merged = layer.to_linear()
-    torch.testing.assert_close(merged(x), layer(x), atol=1e-10, rtol=1e-10)
+    assert type(merged) is type(layer.base_layer)  # the base layer's own kind
+    if not int8:
+        torch.testing.assert_close(merged(x), layer(x), atol=1e-10, rtol=1e-10)
 
 
 def test_identity_at_initialisation():
     linear = nn.Linear(16, 30)
-    layer = QuICLinear.from_linear(linear, QuICConfig(blocks=2), quantize=None)
+    layer = QuICLinear.from_linear(linear, QuICConfig(blocks=2))
     torch.testing.assert_close(layer.rotation(), torch.eye(30))
     x = torch.randn(3, 16)
     torch.testing.assert_close(layer(x), linear(x))
@@ -71,13 +73,22 @@ def test_identity_at_initialisation():
 
 def test_int8_merge_requantizes_within_the_bound():
     torch.manual_seed(1)
-    layer = QuICLinear.from_linear(nn.Linear(32, 48), QuICConfig(blocks=3), quantize="int8")
+    layer = QuICLinear.from_linear(Int8Linear.from_linear(nn.Linear(32, 48)), QuICConfig(blocks=3))
     with torch.no_grad():
         layer.angles.normal_(0, 0.3)
-    fp32, int8 = layer.to_linear(), layer.to_linear(quantize="int8")
+    fp32 = layer.rotation().T @ layer.base_layer.dequantized_weight()  # W' = R^T W from the int8 base
+    int8 = layer.to_linear()
     assert isinstance(int8, Int8Linear) and int8.weight_int8.dtype == torch.int8
     bound = int8.weight_scale[:, None] / 2 + 1e-7
-    assert ((int8.dequantized_weight() - fp32.weight).abs() <= bound).all()
+    assert ((int8.dequantized_weight() - fp32).abs() <= bound).all()
+
+
+def test_merging_non_finite_angles_is_refused():
+    layer = QuICLinear.from_linear(nn.Linear(8, 12), QuICConfig(blocks=2))
+    with torch.no_grad():
+        layer.angles[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        layer.to_linear()
 
 
 @settings(max_examples=60, deadline=None)
@@ -96,9 +107,9 @@ def test_angle_count_follows_the_formula(d_out, blocks, orders, layout, share, c
     full_rounds = (n - 1 if n % 2 == 0 else n) if layout == "planes" else n
     if depth is not None and depth > full_rounds:
         with pytest.raises(ValueError, match="depth"):
-            QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
+            QuICLinear.from_linear(nn.Linear(4, d_out), config)
         return
-    layer = QuICLinear.from_linear(nn.Linear(4, d_out), config, quantize=None)
+    layer = QuICLinear.from_linear(nn.Linear(4, d_out), config)
     rounds = full_rounds if depth is None else depth
     # planes: every round of the circle method holds n // 2 disjoint pairs; brick: round r pairs (p, p+1), p = r % 2, ...
     gates = rounds * (n // 2) if layout == "planes" else sum(len(range(r % 2, n - 1, 2)) for r in range(rounds))
@@ -124,7 +135,7 @@ def test_a_model_builds_all_rotations_in_one_batch_and_computes_each_layer_exact
 
     torch.manual_seed(0)
     model = apply_quic(ThreeLayers(), QuICConfig(blocks=2, orders=(1, 2), target_modules=("a", "b", "c"), chain=2),
-                       quantize=None)
+                       quantize=False)
     layers = quic_layers(model)
     assert [layer.n for layer in layers.values()] == [4, 4, 5]  # 4 + C(4,2) <= 12 < 5 + C(5,2); 5 + 10 <= 20
     with torch.no_grad():
@@ -135,7 +146,8 @@ def test_a_model_builds_all_rotations_in_one_batch_and_computes_each_layer_exact
     h = x.numpy()
     for name in ("a", "b", "c"):  # (x W^T) R + b per layer, R from numpy minors
         layer = layers[name]
-        h = h @ layer.base.weight.detach().double().numpy().T @ dense_rotation(layer) + layer.base.bias.detach().numpy()
+        base = layer.base_layer
+        h = h @ base.weight.detach().double().numpy().T @ dense_rotation(layer) + base.bias.detach().numpy()
         h = np.tanh(h) if name != "c" else h
     out = model(x)
     np.testing.assert_allclose(out.detach().numpy(), h, rtol=1e-9, atol=1e-10)

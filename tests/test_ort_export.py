@@ -12,10 +12,11 @@ from torch import nn
 
 from quic_edge import models
 from quic_edge.export import export_bundle
-from quic_edge.export.bundle import FILE_ROLES, sha256_file, verify_bundle
 from quic_edge.export.common import ExportError
-from quic_edge.runtimes.ort import _ort
+from quic_edge.formats.bundle import FILE_ROLES, sha256_file, verify_bundle
+from quic_edge.runtimes.ort import ort_bindings
 from quic_edge.runtimes.parity import NUM_LABELS, parity_model
+from quic_edge.state import delta_parameters
 from quic_edge.tasks import example_batch
 
 LABELS = ["a", "b", "c"]
@@ -39,9 +40,9 @@ def test_manifest_describes_the_bundle(bundles, name):
     manifest = verify_bundle(folder)
     assert manifest["runtime"] == "ort" and manifest["model"] == name
     assert manifest["task"] == ("classification" if name == "mlp" else "causal-lm")
-    assert manifest["base_fingerprint"] == model.quic_fingerprint
+    assert manifest["base_fingerprint"] == model.quic_state.base_fingerprint
     assert manifest["config"]["target_modules"] == list(models.DEFAULT_TARGETS[name])
-    assert manifest["adapter"] == "quic" and manifest["quantize"] == "int8"
+    assert manifest["adapter"] == "quic" and manifest["base_dtype"] == "int8"
     assert {"training_model", "eval_model", "optimizer_model", "checkpoint"} <= set(manifest["files"])
     assert set(manifest["files"]) <= set(FILE_ROLES)
     for rel in manifest["files"].values():  # every file is covered by its sha256
@@ -58,7 +59,7 @@ def test_manifest_describes_the_bundle(bundles, name):
 def test_only_angles_and_head_train_and_int8_stays_int8(bundles, name):
     folder, model = bundles[name]
     manifest = verify_bundle(folder)
-    expected = {n: list(p.shape) for n, p in model.named_parameters() if p.requires_grad}
+    expected = {n: list(p.shape) for n, p in delta_parameters(model).items()}
     assert manifest["trainable"] == expected
     assert all(n.endswith(".angles") or n.split(".")[0] in ("classifier", "score") for n in expected)
     int8_names = [n for n, t in model.state_dict().items() if t.dtype == torch.int8]
@@ -69,7 +70,7 @@ def test_only_angles_and_head_train_and_int8_stays_int8(bundles, name):
     types.update({i.name: i.data_type for i in graph.initializer})
     assert all(types[n] == onnx.TensorProto.INT8 for n in int8_names)
     # ...and the checkpoint stores them int8, frozen; only the trainable tensors require gradients
-    state = _ort().load_checkpoint(str(folder / "checkpoint"))
+    state = ort_bindings().load_checkpoint(str(folder / "checkpoint"))
     for n in int8_names:
         assert state.get_parameter(n).data.numpy().dtype == np.int8
         assert not state.get_parameter(n).requires_grad
@@ -114,11 +115,11 @@ def test_bad_export_arguments(tmp_path):
     model, batch = parity_model("mlp"), example_batch("mlp", 4, 1, NUM_LABELS)
     with pytest.raises(ExportError, match="optimizer: must be one of"):
         export_bundle("ort", model, batch, tmp_path / "b", labels=LABELS, optimizer="lion")
-    with pytest.raises(ExportError, match="no trainable tensors"):
+    with pytest.raises(ExportError, match="no adapter"):
         export_bundle("ort", models.load("mlp", 3)[0].requires_grad_(False), batch, tmp_path / "b", labels=LABELS)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
-    with pytest.raises(ExportError, match="exists and is not a bundle"):
+    with pytest.raises(ExportError, match="exists and holds other files"):
         export_bundle("ort", model, batch, tmp_path / "notes", labels=LABELS)
     with pytest.raises(ValueError, match="runtime: must be one of"):
         export_bundle("tflite", model, batch, tmp_path / "b", labels=LABELS)

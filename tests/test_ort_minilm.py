@@ -18,7 +18,7 @@ import torch
 from quic_edge import QuICConfig, apply_quic, load_delta, models
 from quic_edge.cli import main
 from quic_edge.data import Example
-from quic_edge.export.bundle import verify_bundle
+from quic_edge.formats.bundle import verify_bundle
 from quic_edge.runtimes.ort import OrtLoop
 
 LABELS = ["pos", "neg", "neu"]

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from quic_edge.bench.common import TARGETS, AdapterSpec, RunSettings, adapter_numbers, mean_spread, task_split
 from quic_edge.config import QuICConfig
 
@@ -96,35 +94,20 @@ def build(variant: Variant, num_labels: int, seed: int):
 
 
 def train_eager(variant: Variant, split, seed: int, s: AblationSettings) -> tuple[float, int, dict[str, Any]]:
-    """(held-out accuracy, angles, circuit shape) after training one variant on one split."""
-    import torch
-    import torch.nn.functional as F
+    """(held-out accuracy, angles, circuit shape) after training one variant on one split (quic_edge.training)."""
     from tokenizers import Tokenizer
 
-    from quic_edge.data import batches, encode_texts, label_ids
+    from quic_edge.data import encode_examples
+    from quic_edge.formats.optimizer import optimizer_spec
     from quic_edge.model import quic_layers
     from quic_edge.models import minilm_path
+    from quic_edge.training import evaluate, fit, shuffled_batches
 
-    model = build(variant, len(split.labels), seed).eval()  # eval: dropout off, as in the exported graphs
+    model = build(variant, len(split.labels), seed)
     tokenizer = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
-    train = {k: torch.from_numpy(v) for k, v in encode_texts(tokenizer, [e.text for e in split.train], s.seq_len).items()}
-    target = torch.from_numpy(label_ids(split.train, split.labels))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=s.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    rng = np.random.default_rng(seed)
-    for _ in range(s.epochs):
-        for index in batches(len(target), s.batch_size, rng):
-            index = torch.from_numpy(index)
-            loss = F.cross_entropy(model(train["input_ids"][index], train["attention_mask"][index]), target[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    test = encode_texts(tokenizer, [e.text for e in split.test], s.seq_len)
-    truth = label_ids(split.test, split.labels)
-    with torch.no_grad():
-        ids, mask = torch.from_numpy(test["input_ids"]), torch.from_numpy(test["attention_mask"])
-        logits = torch.cat([model(ids[i : i + 50], mask[i : i + 50]) for i in range(0, len(truth), 50)])
-    accuracy = float((logits.argmax(-1).numpy() == truth).mean())
+    inputs, targets = encode_examples(tokenizer, split.train, split.labels, s.seq_len)
+    fit(model, shuffled_batches(inputs, targets, s.batch_size, s.epochs, seed), optimizer_spec("adamw", s.lr))
+    accuracy = evaluate(model, *encode_examples(tokenizer, split.test, split.labels, s.seq_len), batch_size=50)
     layers = list(quic_layers(model).values())
     shape = {"blocks": layers[0].config.blocks if layers else 0, "n": layers[0].n if layers else 0,
              "depth": (variant.config.depth or "full") if variant.config else "-"}

@@ -18,6 +18,7 @@ from quic_edge import baselines, models
 from quic_edge.config import QuICConfig
 from quic_edge.data import Example, load_dataset
 from quic_edge.model import apply_quic
+from quic_edge.state import delta_parameters
 
 TARGETS = ("query", "value")
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
@@ -112,11 +113,10 @@ ADAPTERS = {
 def adapter_numbers(model: nn.Module) -> tuple[int, int]:
     """(all trainable numbers, those outside the task head) of a prepared model."""
     total = adapter = 0
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            total += p.numel()
-            if not set(name.split(".")) & set(baselines.HEAD_MODULES):
-                adapter += p.numel()
+    for name, p in delta_parameters(model).items():
+        total += p.numel()
+        if not set(name.split(".")[:-1]) & set(baselines.HEAD_MODULES):
+            adapter += p.numel()
     return total, adapter
 
 

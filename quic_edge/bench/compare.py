@@ -31,6 +31,7 @@ from quic_edge.bench.common import (
     task_split,
 )
 from quic_edge.bench.memory import measure_fresh
+from quic_edge.state import delta_parameters
 
 MEASURE_STEPS = 20  # per fresh measuring process (quic_edge.bench.memory)
 
@@ -109,7 +110,7 @@ def export_adapter(name: str, labels: list[str], s: CompareSettings, out: Path) 
             trainable, adapter_only = adapter_numbers(model)
         else:
             path = out.parent / f"{name}-init-{seed}.npz"
-            np.savez(path, **{n: p.detach().numpy() for n, p in model.named_parameters() if p.requires_grad})
+            np.savez(path, **{n: p.detach().numpy() for n, p in delta_parameters(model).items()})
             inits[seed] = str(path)
     files = {role: (out / rel).stat().st_size for role, rel in manifest["files"].items()}
     return {"adapter": name, "bundle": str(out), "inits": inits, "export_seconds": export_seconds,

@@ -207,7 +207,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import tempfile
 
-    from quic_edge.export.bundle import read_manifest
+    from quic_edge.formats.bundle import read_manifest
 
     if args.steps < 1:
         raise ValueError(f"--steps: must be >= 1, got {args.steps}")
@@ -234,7 +234,7 @@ def _child_main() -> None:
     p.add_argument("--cpu-arena", choices=("on", "off"), default="on")
     p.add_argument("--threads", type=int)
     args = p.parse_args()
-    from quic_edge.export.bundle import read_manifest
+    from quic_edge.formats.bundle import read_manifest
 
     options: dict[str, Any] = {} if args.threads is None else {"threads": args.threads}
     if read_manifest(args.bundle).get("runtime") == "ort":

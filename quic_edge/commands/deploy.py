@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quic_edge.export.inference import deploy
+    from quic_edge.export.deploy import deploy
 
     if args.batch_size < 1 or args.seq_len < 2:
         raise ValueError("--batch-size must be >= 1 and --seq-len >= 2")

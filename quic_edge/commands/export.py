@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from quic_edge.config_cli import add_config_arguments
 from quic_edge.export import EXPORTERS
 
 
@@ -23,15 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adamw, 1e-2 for sgd)")
     p.add_argument("--batch-size", type=int, default=8, help="fixed batch size of the training graph (default 8)")
     p.add_argument("--seq-len", type=int, default=64, help="fixed sequence length for text models (default 64)")
-    p.add_argument("--blocks", type=int, default=3, help="QuIC blocks N (default 3)")
-    p.add_argument("--orders", default="1,2", help="QuIC compound orders K (default 1,2)")
+    p.add_argument("--head-lr", type=float, help="learning rate of the head (default: the same as --lr)")
     p.add_argument("--seed", type=int, default=0, help="seed of the head init (default 0)")
+    p.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 private key (PEM; quic-edge keygen)")
+    add_config_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from quic_edge import models
-    from quic_edge.config import QuICConfig
+    from quic_edge.config_cli import config_from_arguments
     from quic_edge.export import export_bundle
     from quic_edge.model import apply_quic
     from quic_edge.tasks import TASKS, example_batch
@@ -41,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--labels: a {args.model} classification bundle needs label names, e.g. --labels a,b,c")
     if args.batch_size < 1 or args.seq_len < 2:
         raise ValueError("--batch-size must be >= 1 and --seq-len >= 2")
-    orders = tuple(int(k) for k in args.orders.split(","))
+    config = config_from_arguments(args, target_modules=models.DEFAULT_TARGETS[args.model])
+    key = Path(args.sign).read_bytes() if args.sign else None
     num_labels = len(labels) if labels else 1
     model, _ = models.load(args.model, num_labels=num_labels, seed=args.seed)
-    config = QuICConfig(blocks=args.blocks, orders=orders, target_modules=models.DEFAULT_TARGETS[args.model])
     model = apply_quic(model, config)
     batch = example_batch(args.model, args.batch_size, args.seq_len, num_labels)
-    manifest = export_bundle(args.runtime, model, batch, args.out, labels=labels, optimizer=args.optimizer, lr=args.lr)
+    manifest = export_bundle(args.runtime, model, batch, args.out, labels=labels, optimizer=args.optimizer, lr=args.lr,
+                             head_lr=args.head_lr, signing_key=key)
     numbers = sum(1 for _ in manifest["trainable"])
     print(f"wrote {args.runtime} bundle {args.out}: {len(manifest['files'])} files, {numbers} trainable tensors")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from quic_edge.config_cli import add_config_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,35 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compare-lora R adds LoRA rank R on the same layers and on all linear layers, and the ratios.",
     )
     p.add_argument("--model", default="minilm", choices=("minilm", "llama-tiny", "mlp"), help="base model (default minilm)")
-    p.add_argument("--blocks", type=int, default=3, help="blocks N per layer (default 3)")
-    p.add_argument("--orders", default="1,2", help="Hamming-weight orders, comma separated (default 1,2)")
-    p.add_argument("--targets", help="target layer names, comma separated (default: the model's usual targets)")
-    p.add_argument("--layout", default="planes", choices=("planes", "brick"), help="Givens layout (default planes)")
-    p.add_argument("--depth", type=int, help="circuit rounds (default: the full circuit)")
-    p.add_argument("--share-blocks", action="store_true", help="one orthogonal matrix for all blocks of a layer")
-    p.add_argument("--chain", type=int, default=1, help="rotations in sequence per layer (default 1)")
     p.add_argument("--compare-lora", type=int, metavar="R", help="add the LoRA rank-R count and the ratios")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_config_arguments(p)
     p.set_defaults(func=run)
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"{what}: give integers separated by commas, e.g. 1,2; got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from quic_edge import models
-    from quic_edge.config import QuICConfig
+    from quic_edge.config_cli import config_from_arguments
     from quic_edge.counts import count
 
-    targets = tuple(args.targets.split(",")) if args.targets else models.DEFAULT_TARGETS[args.model]
-    config = QuICConfig(
-        blocks=args.blocks, orders=_ints(args.orders, "orders"), target_modules=targets, layout=args.layout,
-        depth=args.depth, share_blocks=args.share_blocks, chain=args.chain,
-    )
+    config = config_from_arguments(args, target_modules=models.DEFAULT_TARGETS[args.model])
     model, _ = models.load(args.model, num_labels=2)
     result = count(model, config, args.compare_lora)
     result["model"] = args.model

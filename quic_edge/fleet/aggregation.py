@@ -2,7 +2,7 @@
 
 Pure numpy (no Flower, no torch), so the rules are unit-tested on their own and a server on any machine runs them.
 
-    expected = adapter_identity(manifest)
+    expected = identity_of(manifest)          # quic_edge.formats.identity: the one identity check
     result = aggregate(global_tensors, updates, expected)
     result.tensors            # the new global (a fresh dict; the old global is never modified)
     result.rejected           # [(client, reason)], each also logged
@@ -12,17 +12,16 @@ Why plain averaging is right for QuIC angles, and how far it is from averaging t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from quic_edge.formats.identity import identity_mismatch
+
 log = logging.getLogger("quic_edge.fleet")
 
-IDENTITY_KEYS = ("base_fingerprint", "config", "adapter", "quantize")
 
 
 class AggregationError(ValueError):
@@ -36,7 +35,7 @@ class Update:
     client: str
     tensors: Mapping[str, np.ndarray]
     num_examples: int
-    identity: Mapping[str, str]  # IDENTITY_KEYS -> value, as adapter_identity gives
+    identity: Mapping[str, str]  # IDENTITY_KEYS -> value, as quic_edge.formats.identity.identity_of gives
 
 
 @dataclass
@@ -47,22 +46,11 @@ class AggregateResult:
     weights: dict[str, float] = field(default_factory=dict)  # client -> its share of the average
 
 
-def adapter_identity(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """What ties tensors to one bundle: base fingerprint, adapter config, adapter kind, quantization (all strings)."""
-    return {
-        "base_fingerprint": str(manifest.get("base_fingerprint")),
-        "config": json.dumps(manifest.get("config"), sort_keys=True),
-        "adapter": str(manifest.get("adapter")),
-        "quantize": str(manifest.get("quantize")),
-    }
-
-
 def check_update(update: Update, reference: Mapping[str, np.ndarray], expected: Mapping[str, str]) -> str | None:
     """Why this update cannot be averaged into `reference` (the current global), or None if it can."""
-    for key in IDENTITY_KEYS:
-        got, want = update.identity.get(key), expected.get(key)
-        if got != want:
-            return f"{key} mismatch: the update was trained on {_short(got)}, the global is {_short(want)}"
+    reason = identity_mismatch(expected, update.identity)
+    if reason:
+        return f"identity mismatch: {reason.replace('expected', 'the global has')}"
     if isinstance(update.num_examples, bool) or not isinstance(update.num_examples, (int, np.integer)):
         return f"num_examples must be an integer, got {update.num_examples!r}"
     if update.num_examples <= 0:
@@ -138,7 +126,3 @@ def _reject(result: AggregateResult, client: str, reason: str) -> None:
     log.warning("rejected the update of client %s: %s", client, reason)
     result.rejected.append((client, reason))
 
-
-def _short(value: str | None, width: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."

@@ -27,8 +27,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from quic_edge.fleet.aggregation import IDENTITY_KEYS, adapter_identity
 from quic_edge.fleet.partition import ClientData, fleet_split
+from quic_edge.formats.identity import IDENTITY_KEYS, identity_of
 
 FAULTS = ("drop", "nan", "foreign-base", "foreign-config")
 
@@ -113,7 +113,7 @@ def local_round(settings: ClientSettings, partition: int, global_tensors: Mappin
     report = loop.fit(data.train, epochs=settings.epochs, seed=settings.seed + 1000 * server_round + partition, progress=False)
     loop.save_checkpoint()
     losses = [x for x in report.losses if math.isfinite(x)]
-    return loop.parameters(), adapter_identity(loop.manifest), len(data.train), float(np.mean(losses)) if losses else math.nan
+    return loop.parameters(), identity_of(loop.manifest), len(data.train), float(np.mean(losses)) if losses else math.nan
 
 
 def inject_fault(fault: str | None, partition: int, tensors: dict[str, np.ndarray], identity: dict[str, str]) -> None:
@@ -126,7 +126,7 @@ def inject_fault(fault: str | None, partition: int, tensors: dict[str, np.ndarra
     elif fault == "foreign-base":
         identity["base_fingerprint"] = "0" * 64
     elif fault == "foreign-config":
-        identity["config"] = identity["config"].replace('"blocks": ', '"blocks": 1')
+        identity["config"] = identity["config"].replace('"blocks":', '"blocks":1')
 
 
 app = ClientApp()

@@ -26,9 +26,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from quic_edge.fleet.aggregation import IDENTITY_KEYS, Update, adapter_identity, aggregate
+from quic_edge.fleet.aggregation import Update, aggregate
 from quic_edge.fleet.client import ClientSettings, arrays_to_numpy, numpy_to_arrays
 from quic_edge.fleet.partition import fleet_split
+from quic_edge.formats.identity import IDENTITY_KEYS, identity_of
 
 log = logging.getLogger("quic_edge.fleet")
 
@@ -158,7 +159,7 @@ def run_server(grid: Grid, settings: ServerSettings) -> dict[str, Any]:
     heldout = fleet_split(settings.clients, settings.n_train, settings.n_test, settings.heldout, settings.alpha,
                           settings.seed).heldout
     strategy = FleetAvg(
-        server_loop.parameters(), adapter_identity(server_loop.manifest), min_available_nodes=settings.clients,
+        server_loop.parameters(), identity_of(server_loop.manifest), min_available_nodes=settings.clients,
         min_train_nodes=settings.clients, min_evaluate_nodes=settings.clients,
     )
     accuracy: dict[int, float] = {}

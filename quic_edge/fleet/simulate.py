@@ -49,7 +49,7 @@ def export_fleet_bundle(settings: FleetSettings, adapter: str, out_dir: Path) ->
     """The one bundle every client of this adapter loads (exported once, reused when it is already there)."""
     from quic_edge import QuICConfig, apply_quic, baselines, models
     from quic_edge.export import export_bundle
-    from quic_edge.export.bundle import read_manifest
+    from quic_edge.formats.bundle import read_manifest
     from quic_edge.tasks import example_batch
 
     names = labels()

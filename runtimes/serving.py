@@ -1,8 +1,9 @@
-"""Serve several people from one base file: the swappable ONNX graph takes each person's delta as inputs.
+"""Serve several people from one base file on the device: the swappable ONNX graph takes each person's delta as inputs.
 
-Torch-free (numpy, safetensors, onnxruntime), like the device loops. The graph is written by
-`quic_edge.export.inference.export_swappable_onnx`; its inputs are input_ids, attention_mask and every delta
-tensor by name, and its metadata names the base and config it serves, so a delta for another base is refused.
+Torch-free (numpy, safetensors, onnxruntime), like the device loops beside it. The graph is written by
+`quic_edge.export.swappable.export_swappable_onnx`; its inputs are input_ids, attention_mask and every delta tensor by
+name, and its metadata holds the identity it serves (quic_edge.formats.identity), so a delta of another base or
+config is refused.
 
 Example:
     >>> server = SwappableSession("deploy/swappable.onnx")
@@ -16,7 +17,8 @@ import os
 
 import numpy as np
 
-from .delta import DeltaError, read_delta_file
+from quic_edge.formats.delta_file import DeltaError, read_delta_file
+from quic_edge.formats.identity import IdentityError, check_identity, identity_of
 
 TEXT_INPUTS = ("input_ids", "attention_mask")
 
@@ -25,25 +27,26 @@ class SwappableSession:
     """One ONNX Runtime session over the int8 base; a person's delta is fed with every call."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        from quic_edge.runtimes.ort import ort_bindings
+
+        ort_bindings()  # imports onnxruntime as a device without torch would
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.served = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.served = identity_of(self.session.get_modelmeta().custom_metadata_map)
         self.delta_shapes = {i.name: tuple(i.shape) for i in self.session.get_inputs() if i.name not in TEXT_INPUTS}
         self.people: dict[str, dict[str, np.ndarray]] = {}
 
     def add_person(self, person: str, delta_path: str | os.PathLike) -> None:
         """Read and check a delta file (base, config, tensor names and shapes), then keep it for `person`."""
         tensors, meta = read_delta_file(delta_path)
-        for key in ("base_fingerprint", "config", "quantize"):
-            if key in self.served and meta.get(key) != self.served[key]:
-                raise DeltaError(
-                    f"{delta_path}: its {key} ({str(meta.get(key))[:40]}) differs from the one this graph serves "
-                    f"({self.served[key][:40]}); deploy a graph for that base or use a delta trained on this one"
-                )
+        try:
+            check_identity(self.served, identity_of(meta), f"delta {delta_path}")
+        except IdentityError as err:
+            raise DeltaError(f"{err} (this graph serves another one: deploy a graph for that base)") from None
         if set(tensors) != set(self.delta_shapes):
             missing, extra = sorted(set(self.delta_shapes) - set(tensors)), sorted(set(tensors) - set(self.delta_shapes))
             raise DeltaError(f"{delta_path}: tensors do not match the graph (missing {missing}, unexpected {extra})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -165,16 +164,26 @@ def describe(
     }
 
 
-def write_bundle(
-    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | Path, *, runtime: str,
-    write_files: Callable[[Path, dict[str, Any]], dict[str, str]], loss: str | None = None,
-    labels: list[str] | None = None, optimizer: dict[str, Any], tokenizer: str | Path | None = None,
-    versions: tuple[str, ...] = (), signing_key: bytes | None = None,
+def export_bundle(
+    runtime: str, model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | Path, *,
+    loss: str | None = None, optimizer: str = "adamw", lr: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+    head_lr: float | None = None, labels: list[str] | None = None, tokenizer: str | Path | None = None,
+    signing_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Describe the model, write labels, tokenizer and the runtime's files (`write_files(staging, manifest)` returns
-    their roles) into a staging folder, then the manifest (signed with `signing_key`), and move it to `out_dir`."""
-    manifest = describe(model, example_batch, runtime=runtime, loss=loss, labels=labels, optimizer=optimizer,
-                        versions=versions)
+    """Write a training bundle of `model` (its delta trains, all else frozen) for `runtime`; returns the manifest.
+
+    `example_batch` fixes the input names, shapes and dtypes (the target under 'labels'); `loss` is the task
+    ('classification' or 'causal-lm', inferred for quic_edge.models); `optimizer` 'adamw' (torch.optim.AdamW's
+    semantics) or 'sgd'; `head_lr` trains the head at its own rate; `signing_key` (an Ed25519 private key, PEM) signs
+    the bundle. Everything is written into a staging folder and moved to `out_dir` whole (export/staging.py).
+    """
+    from quic_edge.export import exporter
+
+    runtime_module = exporter(runtime)
+    spec = bundle_optimizer(model, optimizer, lr, betas, eps, weight_decay, head_lr)
+    manifest = describe(model, example_batch, runtime=runtime, loss=loss, labels=labels, optimizer=spec,
+                        versions=runtime_module.VERSIONS)
     with staged(out_dir, is_ours=lambda d: (d / MANIFEST).is_file()) as staging:
         if manifest["labels"] is not None:
             (staging / LABELS_FILE).write_text(json.dumps(manifest["labels"]))
@@ -183,7 +192,7 @@ def write_bundle(
         if tokenizer is not None:
             shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
             manifest["files"]["tokenizer"] = TOKENIZER_FILE
-        manifest["files"].update(write_files(staging, manifest))
+        manifest["files"].update(runtime_module.write_files(model, example_batch, staging, manifest))
         manifest = write_manifest(staging, manifest, signing_key)
     return manifest
 

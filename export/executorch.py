@@ -19,27 +19,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from quic_edge.export.common import ExportError, bundle_optimizer, split_batch, write_bundle
+from quic_edge.export.common import ExportError, export_bundle, split_batch
 from quic_edge.tasks import WithLoss
 
 PROGRAM = "training.pte"
 
 
-def export_executorch(
-    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, *, loss: str | None = None,
-    optimizer: str = "adamw", lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0, head_lr: float | None = None, labels: list[str] | None = None,
-    tokenizer: str | os.PathLike | None = None, signing_key: bytes | None = None,
-) -> dict[str, Any]:
-    """Write an ExecuTorch training bundle for `model`; same arguments and manifest as export_ort."""
-    spec = bundle_optimizer(model, optimizer, lr, betas, eps, weight_decay, head_lr)
+VERSIONS = ("executorch",)
 
-    def write(staging: Path, manifest: dict[str, Any]) -> dict[str, str]:
-        (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
-        return {"program": PROGRAM}
 
-    return write_bundle(model, example_batch, out_dir, runtime="executorch", write_files=write, loss=loss, labels=labels,
-                        optimizer=spec, tokenizer=tokenizer, signing_key=signing_key, versions=("executorch",))
+def export_executorch(model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike,
+                      **options: Any) -> dict:
+    """An ExecuTorch training bundle: quic_edge.export.common.export_bundle("executorch", ...), options as there."""
+    return export_bundle("executorch", model, example_batch, out_dir, **options)
+
+
+def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any]) -> dict:
+    """The joint forward-backward program, written into `staging`; returns its role."""
+    (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
+    return {"program": PROGRAM}
 
 
 def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> bytes:

@@ -28,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from quic_edge.export.common import ExportError, bundle_optimizer, split_batch, write_bundle
+from quic_edge.export.common import ExportError, export_bundle, split_batch
 from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME, WithLoss
 
@@ -42,29 +42,20 @@ WRAPPER_PREFIX = "model."  # WithLoss holds the model as .model; names in the bu
 OUTPUTS = ("loss", "logits")
 
 
-def export_ort(
-    model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, *, loss: str | None = None,
-    optimizer: str = "adamw", lr: float | None = None, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0, head_lr: float | None = None, labels: list[str] | None = None,
-    tokenizer: str | os.PathLike | None = None, signing_key: bytes | None = None,
-) -> dict[str, Any]:
-    """Write an ONNX Runtime training bundle for `model` (its delta trains, all else frozen).
+VERSIONS = ("onnx", "onnxruntime-training-cpu", "onnxscript")
 
-    `example_batch` fixes the input names, shapes and dtypes (the target under 'labels'); `loss` is the task
-    ('classification' or 'causal-lm', inferred for quic_edge.models); `head_lr` trains the head at its own rate;
-    `signing_key` (an Ed25519 private key, PEM) signs the bundle. Returns the manifest.
-    """
-    spec = bundle_optimizer(model, optimizer, lr, betas, eps, weight_decay, head_lr)
 
-    def write(staging: Path, manifest: dict[str, Any]) -> dict[str, str]:
-        proto = to_onnx(model, example_batch, manifest["task"])
-        check_int8(proto, model)
-        write_artifacts(proto, model, staging, spec)
-        return dict(ARTIFACTS)
+def export_ort(model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: str | os.PathLike, **options: Any) -> dict:
+    """An ONNX Runtime training bundle: quic_edge.export.common.export_bundle("ort", ...), options as there."""
+    return export_bundle("ort", model, example_batch, out_dir, **options)
 
-    return write_bundle(model, example_batch, out_dir, runtime="ort", write_files=write, loss=loss, labels=labels,
-                        optimizer=spec, tokenizer=tokenizer, signing_key=signing_key,
-                        versions=("onnx", "onnxruntime-training-cpu", "onnxscript"))
+
+def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any]) -> dict:
+    """The training, eval and optimizer graphs and the checkpoint, written into `staging`; returns their roles."""
+    proto = to_onnx(model, example_batch, manifest["task"])
+    check_int8(proto, model)
+    write_artifacts(proto, model, staging, manifest["optimizer"])
+    return dict(ARTIFACTS)
 
 
 def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> onnx.ModelProto:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .data import batches
-from .formats.optimizer import lr_scales
+from .formats.optimizer import lr_scales, optimizer_spec
 from .state import delta_parameters
 from .tasks import TARGET_NAME, WithLoss
 
@@ -44,6 +44,8 @@ def shuffled_batches(inputs: dict[str, np.ndarray], targets: np.ndarray, batch_s
         for index in batches(len(targets), batch_size, rng):
             yield {**{name: array[index] for name, array in inputs.items()}, TARGET_NAME: targets[index]}
 
+
+__all__ = ["evaluate", "fit", "make_optimizer", "optimizer_spec", "predict", "shuffled_batches"]
 
 StepHook = Callable[[int, torch.Tensor], None]  # (step, loss) after backward, before the optimizer step
 

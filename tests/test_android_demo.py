@@ -6,6 +6,7 @@ Python device loop. Trainer.kt (ONNX Runtime) is type-checked against declaratio
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import shutil
@@ -21,11 +22,14 @@ from quic_edge import QuICConfig, apply_quic, models
 from quic_edge.cli import main
 from quic_edge.data import Example, encode_texts, load_dataset, read_examples
 from quic_edge.delta import DELTA_FORMAT, DELTA_FORMAT_VERSION, DeltaError, load_delta, read_delta_file, write_delta_file
-from quic_edge.export import bundle as bundle_module
-from quic_edge.formats.bundle import BundleError, verify_bundle
 from quic_edge.export.ort import OUTPUTS
+from quic_edge.formats import bundle as bundle_module
+from quic_edge.formats.bundle import BundleError, verify_bundle
+from quic_edge.formats.identity import canonical_config, identity_of
 from quic_edge.runtimes import loop as loop_module
+from quic_edge.runtimes.loop import CheckpointError
 from quic_edge.runtimes.ort import CHECKPOINT_FILE, OrtLoop
+from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME
 
 DEMO = Path(__file__).resolve().parents[1] / "android_demo"
@@ -100,6 +104,8 @@ def test_every_name_the_app_reads_is_what_python_writes(bundle, tmp_path):
         checked.add(name)
 
     check("MANIFEST", const["MANIFEST"] == bundle_module.MANIFEST)
+    check("ROOT_DIGEST", const["ROOT_DIGEST"] == bundle_module.ROOT_DIGEST and (bundle / const["ROOT_DIGEST"]).is_file())
+    check("SIGNATURE", const["SIGNATURE"] == bundle_module.SIGNATURE)
     check("FORMAT", const["FORMAT"] == bundle_module.BUNDLE_FORMAT == manifest["format"])
     check("FORMAT_VERSION", const["FORMAT_VERSION"] == bundle_module.BUNDLE_FORMAT_VERSION == manifest["format_version"])
     check("RUNTIME_ORT", const["RUNTIME_ORT"] == manifest["runtime"])
@@ -156,7 +162,83 @@ def test_the_kotlin_verifier_reads_what_the_python_verifier_reads(bundle, jar):
     assert seen["lr"] == manifest["optimizer"]["lr"] and seen["optimizer"] == manifest["optimizer"]["name"]
     assert seen["trainable"] == manifest["trainable"]
     assert seen["files"] == {role: str((bundle / rel).resolve()) for role, rel in manifest["files"].items()}
-    assert seen["delta_metadata"]["config"] == json.dumps(manifest["config"], sort_keys=True)
+    assert seen["delta_metadata"]["config"] == canonical_config(manifest["config"])
+    assert seen["identity"] == identity_of(manifest)
+
+
+def _rewrite_manifest(folder: Path, manifest: dict) -> None:
+    data = json.dumps(manifest).encode()
+    (folder / "manifest.json").write_bytes(data)
+    (folder / "manifest.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+
+
+def test_an_edited_manifest_is_caught_by_the_root_digest_on_both_sides(bundle, jar, tmp_path):
+    folder = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["labels"] = list(reversed(manifest["labels"]))  # an edit that every file's sha256 still allows
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with pytest.raises(BundleError, match="altered after export"):
+        verify_bundle(folder)
+    done = kotlin(jar, "verify", folder, check=False)
+    assert done.returncode == 2 and "was altered after export" in done.stderr
+    (folder / "manifest.sha256").unlink()
+    assert "manifest.sha256 is missing" in kotlin(jar, "verify", folder, check=False).stderr
+
+
+def test_a_signed_bundle_verifies_only_with_its_publishers_key(bundle, jar, tmp_path):
+    from quic_edge.formats.signing import generate_key_pair, sign
+
+    private, public = generate_key_pair()
+    _, other = generate_key_pair()
+    folder = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    digest = (folder / "manifest.sha256").read_text().strip()
+    (folder / "manifest.sig").write_bytes(sign(private, digest))
+    (tmp_path / "pub.pem").write_bytes(public)
+    (tmp_path / "other.pem").write_bytes(other)
+    assert verify_bundle(folder, trusted_keys=[public])["runtime"] == "ort"
+    assert json.loads(kotlin(jar, "verify", folder, "-", tmp_path / "pub.pem").stdout)["runtime"] == "ort"
+    assert json.loads(kotlin(jar, "verify", folder, digest, tmp_path / "other.pem", tmp_path / "pub.pem").stdout)
+    for args, message in [(("-", tmp_path / "other.pem"), "signed by none of the trusted keys"),
+                          (("0" * 64,), "not the bundle this app expects")]:
+        done = kotlin(jar, "verify", folder, *args, check=False)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    with pytest.raises(BundleError, match="signed by none"):
+        verify_bundle(folder, trusted_keys=[other])
+    signature = bytearray((folder / "manifest.sig").read_bytes())
+    signature[0] ^= 1
+    (folder / "manifest.sig").write_bytes(bytes(signature))
+    assert "signed by none" in kotlin(jar, "verify", folder, "-", tmp_path / "pub.pem", check=False).stderr
+    (folder / "manifest.sig").unlink()
+    assert "is not signed" in kotlin(jar, "verify", folder, "-", tmp_path / "pub.pem", check=False).stderr
+
+
+def test_the_checks_at_the_door_agree_with_python(bundle, jar, tmp_path):
+    from quic_edge.runtimes.loop import BatchError
+
+    loop = OrtLoop(bundle, tmp_path / "work")
+    inputs, targets = loop.encode([Example("a good day", "pos")] * 8)
+    good = {**inputs, "labels": targets}
+    vocab = loop.manifest["inputs"][0]["range"][1]
+    cases = {
+        "good": good,
+        "token id past the vocabulary": {**good, "input_ids": np.where(good["input_ids"] == 0, 0, vocab + 1)},
+        "negative token id": {**good, "input_ids": good["input_ids"] - 5000},
+        "label outside the label set": {**good, "labels": np.full(8, 3, np.int64)},
+        "negative label": {**good, "labels": np.full(8, -1, np.int64)},
+        "mask not 0/1": {**good, "attention_mask": good["attention_mask"] * 2},
+        "one row short": {**good, "input_ids": good["input_ids"][:, :-1]},
+    }
+    for name, batch in cases.items():
+        path = tmp_path / "batch.json"
+        path.write_text(json.dumps({k: v.tolist() for k, v in batch.items()}))
+        done = kotlin(jar, "check-batch", bundle, path, check=False)
+        try:
+            loop.check_batch({k: np.asarray(v) for k, v in batch.items()}, with_target=True)
+            python_ok = True
+        except BatchError:
+            python_ok = False
+        assert (done.returncode == 0) == python_ok == (name == "good"), (name, done.stderr)
+        assert "Exception" not in done.stderr
 
 
 def _alter_file(folder: Path, manifest: dict) -> None:
@@ -168,7 +250,7 @@ def _alter_file(folder: Path, manifest: dict) -> None:
 
 
 def _newer_format(folder: Path, manifest: dict) -> None:
-    manifest["format_version"] = 2
+    manifest["format_version"] = 3
 
 
 def _dotdot(folder: Path, manifest: dict) -> None:
@@ -205,7 +287,7 @@ def _no_sha(folder: Path, manifest: dict) -> None:
     ("damage", "message"),
     [
         (_alter_file, r"bundle file eval_model.onnx is altered or corrupt \(sha256 mismatch\)"),
-        (_newer_format, r"has bundle format 2; this app reads format 1 and older: update the app"),
+        (_newer_format, r"has bundle format 3; this app reads format 2: update the app"),
         (_dotdot, r"bundle file path '\.\./labels\.json' escapes the bundle directory"),
         (_absolute, r"bundle file path '/.*labels\.json' escapes the bundle directory"),
         (_backslash, r"bundle file path 'sub\\labels\.json' escapes the bundle directory"),
@@ -217,10 +299,11 @@ def _no_sha(folder: Path, manifest: dict) -> None:
          "no-sha256"],
 )
 def test_the_kotlin_verifier_refuses_a_bad_bundle_as_python_does(bundle, jar, tmp_path, damage, message):
+    """Each damage made consistently (the root digest rewritten too), so the check behind the root must catch it."""
     folder = Path(shutil.copytree(bundle, tmp_path / "bundle"))
     manifest = json.loads((folder / "manifest.json").read_text())
     damage(folder, manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _rewrite_manifest(folder, manifest)
     with pytest.raises(BundleError):  # the Python verifier refuses it too
         verify_bundle(folder)
     done = kotlin(jar, "verify", folder, check=False)
@@ -309,20 +392,17 @@ def test_a_kotlin_delta_is_read_by_python_and_loads_onto_the_matching_model(bund
     kotlin(jar, "delta-raw", bundle, raw, tmp_path / "kotlin.safetensors")
 
     got, metadata = read_delta_file(tmp_path / "kotlin.safetensors")
-    python_file = write_delta_file(
-        tmp_path / "python.safetensors", tensors, base_fingerprint=manifest["base_fingerprint"],
-        config_json=json.dumps(manifest["config"], sort_keys=True), quantize=manifest["quantize"], base_model=manifest["model"],
-    )
+    python_file = write_delta_file(tmp_path / "python.safetensors", tensors, identity_of(manifest), manifest["model"])
     assert metadata == read_delta_file(python_file)[1]
     assert set(got) == set(tensors)
     for name, value in tensors.items():
         assert got[name].dtype == np.float32 and got[name].tobytes() == value.tobytes(), name
 
     model = load_delta(quic_minilm(minilm_base), tmp_path / "kotlin.safetensors")
-    params = {n: p.detach().numpy() for n, p in model.named_parameters() if p.requires_grad}
+    params = {n: p.detach().numpy() for n, p in delta_parameters(model).items()}
     for name, value in tensors.items():
         np.testing.assert_array_equal(params[name], value)
-    with pytest.raises(DeltaError, match="was trained with config"):
+    with pytest.raises(DeltaError, match="its config is"):
         load_delta(quic_minilm(minilm_base, blocks=2), tmp_path / "kotlin.safetensors")
 
 
@@ -351,9 +431,15 @@ def test_the_delta_of_a_trained_checkpoint_is_the_python_loops_delta(bundle, jar
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------------
+def _identity_file(bundle: Path, tmp_path: Path, **change: str) -> Path:
+    path = tmp_path / f"identity-{len(change)}.json"
+    path.write_text(json.dumps(identity_of(verify_bundle(bundle)) | change))
+    return path
+
+
 def test_the_checkpoint_store_rotates_skips_leftovers_and_falls_back_from_a_corrupt_newest(bundle, jar, tmp_path):
     work, state = tmp_path / "work", bundle / CHECKPOINT_FILE
-    fingerprint = verify_bundle(bundle)["base_fingerprint"]
+    fingerprint = _identity_file(bundle, tmp_path)
     for step in (1, 2, 3):
         assert kotlin(jar, "ckpt-save", work, fingerprint, step, state).stdout.strip() == f"ckpt-{step:08d}"
     listed = json.loads(kotlin(jar, "ckpt-list", work).stdout)
@@ -373,20 +459,28 @@ def test_the_checkpoint_store_rotates_skips_leftovers_and_falls_back_from_a_corr
     assert resumed["folder"] == "ckpt-00000002" and resumed["step"] == 2
     assert resumed["skipped"] == ["ckpt-00000003: checkpoint does not match its sha256"]
 
-    (work / "checkpoints" / "ckpt-00000002" / "state.json").unlink()  # torn: no state
-    resumed = json.loads(kotlin(jar, "ckpt-resume", work, fingerprint).stdout)
-    assert resumed["folder"] is None and resumed["step"] == 0
-    assert resumed["skipped"] == ["ckpt-00000003: checkpoint does not match its sha256",
-                                  "ckpt-00000002: state.json is missing (a torn checkpoint)"]
-    resumed = json.loads(kotlin(jar, "ckpt-resume", work, "another-base").stdout)
-    assert resumed["folder"] is None and "ckpt-00000003: it belongs to another bundle" in resumed["skipped"]
+    other = _identity_file(bundle, tmp_path, base_fingerprint="0" * 64)
+    done = kotlin(jar, "ckpt-resume", work, other, check=False)  # checkpoints of another bundle: refused, not used
+    assert done.returncode == 2 and "ckpt-00000003: it belongs to another bundle (its base_fingerprint differs)" in done.stderr
 
-    kotlin(jar, "ckpt-save", work, fingerprint, 4, state)  # the next save clears the leftovers, keeps two
-    assert json.loads(kotlin(jar, "ckpt-list", work).stdout)["entries"] == ["ckpt-00000003", "ckpt-00000004"]
+    (work / "checkpoints" / "ckpt-00000002" / "state.json").unlink()  # torn: no state
+    done = kotlin(jar, "ckpt-resume", work, fingerprint, check=False)  # none usable: progress is not lost silently
+    assert done.returncode == 2 and "no checkpoint in" in done.stderr and "Start over" in done.stderr
+    assert "state.json is missing (a torn checkpoint)" in done.stderr
+    with pytest.raises(CheckpointError, match="no checkpoint in .* can be resumed"):  # the Python loop alike
+        OrtLoop(bundle, work)
+    resumed = json.loads(kotlin(jar, "ckpt-resume", work, fingerprint, "start-over").stdout)
+    assert resumed["folder"] is None and resumed["step"] == 0 and len(resumed["skipped"]) == 2
+    entries = [e for e in json.loads(kotlin(jar, "ckpt-list", work).stdout)["entries"] if not e.startswith(".tmp-")]
+    assert len(entries) == 1 and entries[0].startswith("unusable-")  # kept aside, never deleted
+    assert sorted(p.name for p in (work / "checkpoints" / entries[0]).iterdir()) == ["ckpt-00000002", "ckpt-00000003"]
+
+    kotlin(jar, "ckpt-save", work, fingerprint, 4, state)  # the next save clears the leftovers
+    assert json.loads(kotlin(jar, "ckpt-list", work).stdout)["checkpoints"] == ["ckpt-00000004"]
 
 
 def test_the_app_and_the_python_loop_resume_from_each_others_checkpoints(bundle, jar, tmp_path):
-    fingerprint = verify_bundle(bundle)["base_fingerprint"]
+    fingerprint = _identity_file(bundle, tmp_path)
     python = train_python_loop(bundle, tmp_path / "python", 2)
     python.save_checkpoint()
     resumed = json.loads(kotlin(jar, "ckpt-resume", tmp_path / "python", fingerprint).stdout)

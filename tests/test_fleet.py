@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from quic_edge.delta import read_delta_file
-from quic_edge.formats.identity import identity_of
 from quic_edge.fleet.partition import fleet_split
 from quic_edge.fleet.simulate import FleetSettings, export_fleet_bundle
 from quic_edge.fleet.soundness import read_updates
+from quic_edge.formats.identity import identity_of
 
 SETTINGS = FleetSettings(n_train=16, n_test=8, heldout=24)
 BIN = Path(sys.executable).parent

@@ -3,26 +3,37 @@ package dev.quicedge.demo
 import dev.quicedge.demo.BundleFields as F
 import java.io.File
 import java.io.FileInputStream
+import java.security.KeyFactory
 import java.security.MessageDigest
+import java.security.PublicKey
+import java.security.Signature
+import java.security.spec.X509EncodedKeySpec
+import java.util.Base64
 
 /** A bundle that must not be loaded; the message says what is wrong and what to do. */
 class BundleError(message: String) : IllegalArgumentException(message)
 
-/** One tensor of manifest["inputs"] or manifest["target"]. */
-class TensorSpec(val name: String, val shape: List<Long>, val dtype: String)
+/** A batch the bundle cannot train on (shapes or values); nothing was trained. */
+class BatchError(message: String) : IllegalArgumentException(message)
+
+/** One tensor of manifest["inputs"] or manifest["target"]; `range` holds the valid values of an integer input. */
+class TensorSpec(val name: String, val shape: List<Long>, val dtype: String, val range: LongRange?)
 
 /**
- * A verified ONNX Runtime training bundle, as export/bundle.py writes it: manifest.json with the sha256 of
- * every file, which [open] checks before anything is used (as verify_bundle does in Python).
+ * A verified ONNX Runtime training bundle, as quic_edge/formats/bundle.py writes it: manifest.sha256 holds the sha256
+ * of manifest.json's bytes, the manifest the sha256 of every other file; [open] checks the root first, then the
+ * fields the app uses, then every file (as verify_bundle does in Python), and optionally a pinned digest and an
+ * Ed25519 signature by a trusted key.
  */
 class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>) {
     private val where = "${dir.name}/${F.MANIFEST}"
 
     val runtime: String = manifest.string(F.KEY_RUNTIME, where)
     val model: String = manifest[F.KEY_MODEL] as? String ?: ""
+    val adapter: String = manifest.string(F.KEY_ADAPTER, where)
     val baseFingerprint: String = manifest.string(F.KEY_BASE_FINGERPRINT, where)
     val config: Any? = manifest.field(F.KEY_CONFIG, where)
-    val quantize: Any? = manifest.field(F.KEY_QUANTIZE, where)
+    val baseDtype: String = manifest.string(F.KEY_BASE_DTYPE, where)
     val labels: List<String> = manifest.list(F.KEY_LABELS, where).map {
         it as? String ?: throw BundleError("$where: labels must be strings")
     }
@@ -36,6 +47,36 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
     }
     val batchSize: Int get() = inputs[0].shape[0].toInt()
     val seqLen: Int get() = inputs[0].shape[1].toInt()
+
+    /** The identity strings a checkpoint and a delta of this bundle carry (quic_edge/formats/identity.py). */
+    val identity: Map<String, String> get() = linkedMapOf(
+        F.KEY_ADAPTER to adapter, F.KEY_BASE_FINGERPRINT to baseFingerprint,
+        F.KEY_CONFIG to Json.canonical(config), F.KEY_BASE_DTYPE to baseDtype
+    )
+
+    /**
+     * The checks at the door, as DeviceLoop.check_batch: shapes as the manifest declares, every id within its input's
+     * range (token ids within the vocabulary, label ids within the label set). Out-of-range ids would make ONNX
+     * Runtime read past its tables.
+     */
+    fun checkBatch(inputIds: Array<LongArray>, attentionMask: Array<LongArray>, labels: LongArray) {
+        val rows = listOf(inputs[0] to inputIds, inputs[1] to attentionMask)
+        for ((spec, array) in rows) {
+            if (array.size.toLong() != spec.shape[0] || array.any { it.size.toLong() != spec.shape[1] }) {
+                throw BatchError("input ${spec.name}: the bundle expects shape ${spec.shape}")
+            }
+            for (row in array) checkRange(spec, row)
+        }
+        if (labels.size.toLong() != target.shape[0]) throw BatchError("input ${target.name}: the bundle expects shape ${target.shape}")
+        checkRange(target, labels)
+    }
+
+    private fun checkRange(spec: TensorSpec, values: LongArray) {
+        val range = spec.range ?: return
+        for (v in values) {
+            if (v !in range) throw BatchError("input ${spec.name}: values must be in ${range.first}..${range.last}, got $v")
+        }
+    }
 
     init {
         val names = inputs.map { it.name }
@@ -51,6 +92,11 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
             throw BundleError("$where: the target must be ${F.TARGET_LABELS} ${F.DTYPE_INT64} [batch], got ${target.name} ${target.dtype} ${target.shape}")
         }
         if (labels.isEmpty()) throw BundleError("$where: a text classification bundle needs label names")
+        if (target.range != LongRange(0, labels.size - 1L)) {
+            throw BundleError("$where: the target's range must be 0..${labels.size - 1} (one id per label), got ${target.range}")
+        }
+        if (inputs[1].range != LongRange(0, 1)) throw BundleError("$where: the attention mask's range must be 0..1")
+        if (inputs[0].range == null) throw BundleError("$where: the input ids need a range (the vocabulary); re-export")
     }
 
     /** The file that plays `role` (BundleFields.ROLE_*). */
@@ -64,7 +110,10 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
         @Suppress("UNCHECKED_CAST")
         val map = value as? Map<String, Any?> ?: throw BundleError("$where: each $what spec must be an object")
         val w = "$where $what"
-        return TensorSpec(map.string(F.SPEC_NAME, w), longList(map.field(F.SPEC_SHAPE, w), w), map.string(F.SPEC_DTYPE, w))
+        val bounds = map[F.SPEC_RANGE]?.let { longList(it, "$w range") }
+        if (bounds != null && (bounds.size != 2 || bounds[0] > bounds[1])) throw BundleError("$w: range must be [low, high]")
+        val range = bounds?.let { LongRange(it[0], it[1]) }
+        return TensorSpec(map.string(F.SPEC_NAME, w), longList(map.field(F.SPEC_SHAPE, w), w), map.string(F.SPEC_DTYPE, w), range)
     }
 
     private fun longList(value: Any?, w: String): List<Long> {
@@ -73,12 +122,37 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
     }
 
     companion object {
-        /** Read manifest.json: format and version checked, files not yet verified. */
-        fun readManifest(dir: File): Map<String, Any?> {
+        /** The bundle's root digest: the sha256 of manifest.json, checked against manifest.sha256. */
+        fun digest(dir: File): String {
             val path = File(dir, F.MANIFEST)
             if (!path.isFile) {
                 throw BundleError("$dir is not a bundle: ${F.MANIFEST} is missing; export one with `quic-edge export`")
             }
+            val digest = sha256Hex(path)
+            val root = File(dir, F.ROOT_DIGEST)
+            if (!root.isFile) {
+                throw BundleError("$dir: ${F.ROOT_DIGEST} is missing, so the manifest cannot be verified; copy the whole " +
+                    "bundle again (or re-export it with this quic-edge)")
+            }
+            if (root.readText(Charsets.US_ASCII).trim() != digest) {
+                throw BundleError("$path was altered after export (its sha256 is not the one in ${F.ROOT_DIGEST}); copy the " +
+                    "bundle again from its publisher")
+            }
+            return digest
+        }
+
+        /**
+         * Read manifest.json after its root digest (and, when given, the pinned digest and a signature by one of the
+         * trusted Ed25519 keys) checked: format and version checked, files not yet verified.
+         */
+        fun readManifest(dir: File, expectedDigest: String? = null, trustedKeys: List<PublicKey>? = null): Map<String, Any?> {
+            val digest = digest(dir)
+            if (expectedDigest != null && digest != expectedDigest.trim().toLowerCase()) {
+                throw BundleError("$dir is not the bundle this app expects (digest ${digest.take(16)}..., expected " +
+                    "${expectedDigest.take(16)}...); install the bundle its publisher released")
+            }
+            if (trustedKeys != null) verifySignature(dir, digest, trustedKeys)
+            val path = File(dir, F.MANIFEST)
             val parsed = try {
                 Json.parse(path.readText(Charsets.UTF_8))
             } catch (err: JsonError) {
@@ -92,16 +166,54 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
             val version = manifest[F.KEY_FORMAT_VERSION]
             if (version !is Long || version > F.FORMAT_VERSION) {
                 throw BundleError(
-                    "$path has bundle format $version; this app reads format ${F.FORMAT_VERSION} and older: " +
+                    "$path has bundle format $version; this app reads format ${F.FORMAT_VERSION}: " +
                         "update the app (or export the bundle with the quic-edge version the app was built for)"
                 )
+            }
+            if (version < F.FORMAT_VERSION) {
+                throw BundleError("$path has bundle format $version, without a root digest or identity; re-export the bundle")
             }
             return manifest
         }
 
+        /** A trusted public key from its PEM text (SubjectPublicKeyInfo, as `quic-edge keygen` writes it). */
+        fun publicKey(pem: String): PublicKey {
+            val body = pem.lines().filter { !it.startsWith("-----") }.joinToString("").trim()
+            return try {
+                KeyFactory.getInstance("Ed25519").generatePublic(X509EncodedKeySpec(Base64.getDecoder().decode(body)))
+            } catch (err: Exception) {
+                throw BundleError("trusted key: not an Ed25519 public key in PEM (${err.message})")
+            }
+        }
+
+        private fun verifySignature(dir: File, digest: String, trustedKeys: List<PublicKey>) {
+            if (trustedKeys.isEmpty()) throw BundleError("no trusted keys given: give the publisher's public key")
+            val file = File(dir, F.SIGNATURE)
+            if (!file.isFile) {
+                throw BundleError("$dir is not signed (${F.SIGNATURE} is missing) and this app trains only signed bundles; " +
+                    "ask the publisher for a signed bundle (quic-edge export --sign KEY)")
+            }
+            val signature = file.readBytes()
+            for (key in trustedKeys) {
+                val verifier = Signature.getInstance("Ed25519")
+                verifier.initVerify(key)
+                verifier.update(digest.toByteArray(Charsets.US_ASCII))
+                val valid = try {
+                    signature.size == 64 && verifier.verify(signature)
+                } catch (err: java.security.SignatureException) {  // bytes that are no signature at all ("Invalid point")
+                    false
+                }
+                if (valid) return
+            }
+            throw BundleError("$dir is signed by none of the trusted keys (or was altered after signing); install a " +
+                "bundle from the publisher whose key this app trusts")
+        }
+
         /** Read the manifest, check every file's sha256 and the fields the app uses; throws BundleError. */
-        fun open(dir: File, runtime: String = F.RUNTIME_ORT): Bundle {
-            val manifest = readManifest(dir)
+        fun open(
+            dir: File, runtime: String = F.RUNTIME_ORT, expectedDigest: String? = null, trustedKeys: List<PublicKey>? = null
+        ): Bundle {
+            val manifest = readManifest(dir, expectedDigest, trustedKeys)
             val where = "${dir.name}/${F.MANIFEST}"
             val files = manifest.obj(F.KEY_FILES, where)
             val sums = manifest.obj(F.KEY_SHA256, where)

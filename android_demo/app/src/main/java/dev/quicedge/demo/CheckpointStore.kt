@@ -3,22 +3,28 @@ package dev.quicedge.demo
 import dev.quicedge.demo.BundleFields as F
 import java.io.File
 
-/** The checkpoint training resumed from (null: none verified, start from the bundle) and those skipped, with why. */
+/** The checkpoint training resumed from (null: none, start from the bundle) and those skipped, with why. */
 class Resumed(val folder: File?, val step: Long, val skipped: List<String>)
+
+/** Checkpoints exist but none can be resumed: starting again would lose the person's progress without a word. */
+class CheckpointError(message: String) : IllegalStateException(message)
 
 /**
  * Checkpoint folders exactly as runtimes/loop.py keeps them, so the app and the Python device loop can
  * resume from each other's checkpoints: `checkpoints/ckpt-00000012/` holding the runtime's files and
- * state.json ({"step", "runtime", "sha256" of every file, "base_fingerprint"}).
+ * state.json ({"step", "runtime", "sha256" of every file, and the bundle's identity}, as
+ * quic_edge/formats/checkpoint.py writes it).
  *
  * A checkpoint is written into a temporary folder, fsynced and renamed into place, so a kill at any
  * moment leaves the previous checkpoints intact; the newest [keep] are kept. Resuming takes the newest
  * folder that verifies: a torn or corrupt one is skipped (and left for a look) and the previous one used.
+ * When checkpoints exist and none verifies, [resume] refuses (CheckpointError) unless asked to start over,
+ * which moves them to checkpoints/unusable-* (kept, never deleted).
  */
 class CheckpointStore(
     workDir: File,
     private val runtime: String,
-    private val baseFingerprint: String,
+    private val identity: Map<String, String>,
     keep: Int = 2
 ) {
     val dir = File(workDir, F.CHECKPOINT_DIR)
@@ -37,10 +43,9 @@ class CheckpointStore(
                 sums[file.name] = sha256Hex(file)
                 Atomic.fsyncFile(file)
             }
-            val state = linkedMapOf<String, Any?>(
-                "step" to step, "runtime" to runtime, "sha256" to sums, F.KEY_BASE_FINGERPRINT to baseFingerprint
-            )
-            Atomic.writeBytes(File(tmp, F.CHECKPOINT_STATE), Json.dumps(state).toByteArray(Charsets.UTF_8))
+            val state = linkedMapOf<String, Any?>("step" to step, "runtime" to runtime, "sha256" to sums)
+            state.putAll(identity)
+            Atomic.writeBytes(File(tmp, F.CHECKPOINT_STATE), Json.dumps(state, sortKeys = true).toByteArray(Charsets.UTF_8))
             if (final.exists()) discard(final)
             Atomic.rename(tmp, final)
         } catch (err: Throwable) {
@@ -58,17 +63,32 @@ class CheckpointStore(
             .filter { it.isDirectory && it.name.startsWith(F.CHECKPOINT_PREFIX) }
             .sortedByDescending { it.name }
 
-    /** Load the newest checkpoint that verifies with `load(folder)`; folder null and step 0 when none does. */
-    fun resume(load: (File) -> Unit): Resumed {
+    /**
+     * Load the newest checkpoint that verifies with `load(folder)`. With no checkpoint at all: folder null, step 0.
+     * With checkpoints none of which verifies: CheckpointError naming the folder, unless `startOver`, which moves them
+     * aside and starts from the bundle.
+     */
+    fun resume(startOver: Boolean = false, load: (File) -> Unit): Resumed {
         val skipped = ArrayList<String>()
-        for (folder in checkpoints()) {
+        val found = checkpoints()
+        for (folder in found) {
             try {
                 val step = verify(folder)
                 load(folder)
                 return Resumed(folder, step, skipped)
-            } catch (err: Exception) {  // corrupt JSON, a wrong sha256, or the runtime refusing the files
+            } catch (err: Exception) {  // corrupt JSON, a wrong sha256, another bundle, or the runtime refusing the files
                 skipped.add("${folder.name}: ${err.message}")
             }
+        }
+        if (found.isNotEmpty() && !startOver) {
+            throw CheckpointError("no checkpoint in $dir can be resumed (${skipped.joinToString("; ")}); nothing was " +
+                "changed. To start over from the bundle (the unusable checkpoints are kept aside), choose Start over")
+        }
+        if (found.isNotEmpty()) {
+            val aside = File(dir, "unusable-" + System.currentTimeMillis())
+            if (!aside.mkdirs()) throw java.io.IOException("cannot create $aside")
+            for (folder in found) Atomic.rename(folder, File(aside, folder.name))
+            Atomic.fsyncDir(dir)
         }
         return Resumed(null, 0L, skipped)
     }
@@ -80,15 +100,23 @@ class CheckpointStore(
         @Suppress("UNCHECKED_CAST")
         val state = Json.parse(stateFile.readText(Charsets.UTF_8)) as? Map<String, Any?>
             ?: throw IllegalStateException("${F.CHECKPOINT_STATE} is not an object")
-        if (state[F.KEY_BASE_FINGERPRINT] != baseFingerprint) throw IllegalStateException("it belongs to another bundle")
+        if (state["runtime"] != runtime) throw IllegalStateException("it is a ${state["runtime"]} checkpoint")
+        for ((key, value) in identity) {
+            if (state[key] != value) throw IllegalStateException("it belongs to another bundle (its $key differs)")
+        }
         @Suppress("UNCHECKED_CAST")
         val sums = state["sha256"] as? Map<String, Any?> ?: throw IllegalStateException("no sha256 in ${F.CHECKPOINT_STATE}")
+        if (sums.isEmpty()) throw IllegalStateException("no files listed in ${F.CHECKPOINT_STATE}")
         for ((name, expected) in sums) {
             val file = File(folder, name)
-            if (name.contains('/') || !file.isFile) throw IllegalStateException("$name is missing")
+            if (name.contains('/') || name.contains('\\') || name == ".." || name == F.CHECKPOINT_STATE || !file.isFile) {
+                throw IllegalStateException("$name is missing")
+            }
             if (sha256Hex(file) != expected) throw IllegalStateException("$name does not match its sha256")
         }
-        return state["step"] as? Long ?: throw IllegalStateException("no step in ${F.CHECKPOINT_STATE}")
+        val step = state["step"] as? Long ?: throw IllegalStateException("no step in ${F.CHECKPOINT_STATE}")
+        if (step < 0) throw IllegalStateException("a negative step in ${F.CHECKPOINT_STATE}")
+        return step
     }
 
     private fun prune() {

@@ -8,19 +8,24 @@ import java.nio.ByteOrder
 
 /**
  * The personal delta: the trained tensors in a safetensors file with the metadata quic_edge.load_delta
- * checks (quic_edge/delta.py). Format: 8-byte little-endian header length, JSON header (tensor dtype,
- * shape and data offsets, plus "__metadata__"), then the raw little-endian float32 data.
+ * checks (quic_edge/formats/delta_file.py, format 2: the identity of the bundle). Format: 8-byte little-endian
+ * header length, JSON header (tensor dtype, shape and data offsets, plus "__metadata__"), then the raw
+ * little-endian float32 data.
  */
 object DeltaWriter {
     /** The metadata of a delta trained on `bundle`, byte for byte as Python's DeviceLoop.export_delta writes it. */
-    fun metadata(bundle: Bundle): Map<String, String> = linkedMapOf(
-        F.META_FORMAT to F.DELTA_FORMAT,
-        F.META_FORMAT_VERSION to F.DELTA_FORMAT_VERSION,
-        F.META_BASE_FINGERPRINT to bundle.baseFingerprint,
-        F.META_BASE_MODEL to bundle.model,
-        F.META_CONFIG to Json.dumps(bundle.config, sortKeys = true),  // json.dumps(config, sort_keys=True)
-        F.META_QUANTIZE to pythonStr(bundle.quantize)  // str(quantize): None when there is none
-    )
+    fun metadata(bundle: Bundle): Map<String, String> {
+        val identity = bundle.identity
+        return linkedMapOf(
+            F.META_FORMAT to F.DELTA_FORMAT,
+            F.META_FORMAT_VERSION to F.DELTA_FORMAT_VERSION,
+            F.META_BASE_MODEL to bundle.model,
+            F.META_ADAPTER to identity.getValue(F.KEY_ADAPTER),
+            F.META_BASE_FINGERPRINT to identity.getValue(F.KEY_BASE_FINGERPRINT),
+            F.META_CONFIG to identity.getValue(F.KEY_CONFIG),  // canonical_config: sorted, compact JSON
+            F.META_BASE_DTYPE to identity.getValue(F.KEY_BASE_DTYPE)
+        )
+    }
 
     /** Check the tensors against the bundle's trainable tensors and write the delta atomically. */
     fun write(file: File, tensors: Map<String, FloatTensor>, bundle: Bundle): File {
@@ -64,14 +69,5 @@ object DeltaWriter {
             out.write(bytes.array())
         }
         return out.toByteArray()
-    }
-
-    /** Python's str() of a JSON scalar, for the quantize field. */
-    private fun pythonStr(value: Any?): String = when (value) {
-        null -> "None"
-        true -> "True"
-        false -> "False"
-        is Double -> Json.pythonFloat(value)
-        else -> value.toString()
     }
 }

@@ -12,19 +12,22 @@ class JsonError(message: String) : IllegalArgumentException(message)
  * Reading: objects become LinkedHashMap<String, Any?> (file order kept), arrays List<Any?>, integers Long,
  * other numbers Double, plus String, Boolean and null.
  * Writing: [dumps] writes what Python's `json.dumps(value, sort_keys=...)` writes, byte for byte
- * (", " and ": " separators, non-ASCII escaped as \uXXXX, floats as Python's repr), because a delta's
- * config string must equal Python's `json.dumps(config, sort_keys=True)`.
+ * (", " and ": " separators, or "," and ":" when compact, non-ASCII escaped as \uXXXX, floats as Python's repr),
+ * because the identity's config string must equal Python's canonical_config (quic_edge/formats/identity.py).
  */
 object Json {
     fun parse(text: String): Any? = Parser(text).document()
 
-    fun dumps(value: Any?, sortKeys: Boolean = false): String {
+    fun dumps(value: Any?, sortKeys: Boolean = false, compact: Boolean = false): String {
         val out = StringBuilder()
-        write(out, value, sortKeys)
+        write(out, value, sortKeys, if (compact) "," else ", ", if (compact) ":" else ": ")
         return out.toString()
     }
 
-    private fun write(out: StringBuilder, value: Any?, sortKeys: Boolean) {
+    /** The identity's config string: Python's json.dumps(config, sort_keys=True, separators=(",", ":")). */
+    fun canonical(value: Any?): String = dumps(value, sortKeys = true, compact = true)
+
+    private fun write(out: StringBuilder, value: Any?, sortKeys: Boolean, comma: String, colon: String) {
         when (value) {
             null -> out.append("null")
             is Boolean -> out.append(if (value) "true" else "false")
@@ -36,23 +39,23 @@ object Json {
                 val keys = value.keys.map { it as? String ?: throw JsonError("object keys must be strings, got $it") }
                 out.append('{')
                 for ((i, key) in (if (sortKeys) keys.sorted() else keys).withIndex()) {
-                    if (i > 0) out.append(", ")
+                    if (i > 0) out.append(comma)
                     writeString(out, key)
-                    out.append(": ")
-                    write(out, value[key], sortKeys)
+                    out.append(colon)
+                    write(out, value[key], sortKeys, comma, colon)
                 }
                 out.append('}')
             }
             is Iterable<*> -> {
                 out.append('[')
                 for ((i, item) in value.withIndex()) {
-                    if (i > 0) out.append(", ")
-                    write(out, item, sortKeys)
+                    if (i > 0) out.append(comma)
+                    write(out, item, sortKeys, comma, colon)
                 }
                 out.append(']')
             }
-            is LongArray -> write(out, value.toList(), sortKeys)
-            is IntArray -> write(out, value.toList(), sortKeys)
+            is LongArray -> write(out, value.toList(), sortKeys, comma, colon)
+            is IntArray -> write(out, value.toList(), sortKeys, comma, colon)
             else -> throw JsonError("cannot write ${value.javaClass.simpleName} as JSON")
         }
     }

@@ -33,6 +33,14 @@ class MainActivity : Activity() {
         trainButton.setOnClickListener { inBackground(getString(R.string.training)) { train() } }
         evaluateButton.setOnClickListener { inBackground(getString(R.string.evaluating)) { evaluate() } }
         exportButton.setOnClickListener { inBackground(getString(R.string.exporting)) { export() } }
+        trainButton.setOnLongClickListener {  // after a CheckpointError: start over, keeping the unusable checkpoints aside
+            inBackground(getString(R.string.loading)) {
+                trainer?.close()
+                trainer = null
+                "started over: ${resumedText(open(startOver = true))}"
+            }
+            true
+        }
         inBackground(getString(R.string.loading)) {
             val t = open()
             "${t.bundle.model} bundle, labels ${t.bundle.labels}, ${resumedText(t)}"
@@ -52,6 +60,8 @@ class MainActivity : Activity() {
         worker.execute {
             val message = try {
                 task()
+            } catch (err: CheckpointError) {  // progress would be lost: say so, and how to start over on purpose
+                getString(R.string.failed, "${err.message} (long-press Train to start over)")
             } catch (err: Exception) {  // a bad bundle, bad data or an ONNX Runtime error: say it, keep the app alive
                 getString(R.string.failed, err.message ?: err.javaClass.simpleName)
             }
@@ -62,14 +72,14 @@ class MainActivity : Activity() {
         }
     }
 
-    private fun open(): Trainer {
+    private fun open(startOver: Boolean = false): Trainer {
         trainer?.let { return it }
         val bundle = try {
             Bundle.open(BundleInstaller.install(this))
         } catch (err: BundleError) {  // an installed copy damaged since: copy it from the assets again, verify again
             Bundle.open(BundleInstaller.install(this, force = true))
         }
-        return Trainer(bundle, File(filesDir, "work")).also { trainer = it }
+        return Trainer(bundle, File(filesDir, "work"), startOver = startOver).also { trainer = it }
     }
 
     private fun resumedText(t: Trainer): String {

@@ -26,11 +26,11 @@ class TrainReport(val steps: Int, val losses: List<Float>, val skippedSteps: Lis
  *
  * `bundle` must be verified (Bundle.open) and its files must be real files: ONNX Runtime loads paths.
  */
-class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0) : AutoCloseable {
+class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0, startOver: Boolean = false) : AutoCloseable {
     private val env: OrtEnvironment = OrtEnvironment.getEnvironment()
     private val options = OrtSession.SessionOptions()
     private val tokenizer = WordPieceTokenizer.fromFile(bundle.file(F.ROLE_TOKENIZER))
-    private val store = CheckpointStore(workDir, F.RUNTIME_ORT, bundle.baseFingerprint)
+    private val store = CheckpointStore(workDir, F.RUNTIME_ORT, bundle.identity)
     private var session: OrtTrainingSession
     /** The checkpoint training resumed from (folder null: a fresh start from the bundle) and any skipped. */
     val resumed: Resumed
@@ -41,7 +41,7 @@ class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0) : AutoCloseab
         options.setMemoryPatternOptimization(false)  // as the Python loop: less memory growth after the first step
         if (threads > 0) options.setIntraOpNumThreads(threads)
         var opened: OrtTrainingSession? = null
-        resumed = store.resume { folder -> opened = open(File(folder, F.CHECKPOINT_FILE)) }
+        resumed = store.resume(startOver) { folder -> opened = open(File(folder, F.CHECKPOINT_FILE)) }
         session = opened ?: open(bundle.file(F.ROLE_CHECKPOINT))
         step = resumed.step
     }
@@ -149,6 +149,7 @@ class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0) : AutoCloseab
             throw IllegalArgumentException("a batch holds exactly $batch examples, got ${texts.size}")
         }
         val encoded = tokenizer.encode(texts, seq)
+        bundle.checkBatch(encoded.inputIds, encoded.attentionMask, labels)  // the checks at the door, before ORT sees it
         val feeds = LinkedHashMap<String, OnnxTensor>()
         try {
             feeds[F.INPUT_IDS] = tensor(encoded.inputIds, seq)

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from quic_edge.export.common import ExportError, export_bundle, split_batch
+from quic_edge.export.ort_graph import patch_layer_norm, scale_parameters, strip_prefix
+from quic_edge.formats.optimizer import stored_scales
 from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME, WithLoss
 
@@ -69,8 +71,8 @@ def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -
             output_names=list(OUTPUTS), verbose=False,
         )
     proto = program.model_proto
-    _strip_prefix(proto, WRAPPER_PREFIX)
-    _patch_layer_norm(proto)
+    strip_prefix(proto, WRAPPER_PREFIX)
+    patch_layer_norm(proto)
     return proto
 
 
@@ -94,6 +96,10 @@ def write_artifacts(proto: onnx.ModelProto, model: nn.Module, folder: Path, spec
         raise ExportError(f"trainable tensors {missing} are not in the exported graph (unused by forward?)")
     state = set(model.state_dict())
     frozen = [n for n in names if n in state and n not in set(trainable)]
+    if spec.get("groups") and spec["weight_decay"]:
+        raise ExportError("head_lr with weight decay: ONNX Runtime's AdamW would decay the head at the base rate; "
+                          "use weight_decay=0 or one learning rate")
+    proto = _with_scaled_parameters(proto, stored_scales(spec, trainable))
     if spec["name"] == "adamw":
         block: Any = optim.AdamW(betas=tuple(spec["betas"]), eps=spec["eps"], weight_decay=spec["weight_decay"])
     else:
@@ -110,6 +116,16 @@ def write_artifacts(proto: onnx.ModelProto, model: nn.Module, folder: Path, spec
         _torch_adamw(folder / ARTIFACTS["optimizer_model"])
 
 
+def _with_scaled_parameters(proto: onnx.ModelProto, scales: dict[str, float]) -> onnx.ModelProto:
+    """A copy in which grouped tensors train at their own rate (export/ort_graph.py, scale_parameters)."""
+    if all(s == 1.0 for s in scales.values()):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    scale_parameters(copy, scales)
+    return copy
+
+
 def _without_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A copy without the exporter's per-node stack traces (megabytes of text; kept in `proto` for error messages)."""
     copy = onnx.ModelProto()
@@ -118,25 +134,6 @@ def _without_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
         del node.metadata_props[:]
         node.doc_string = ""
     return copy
-
-
-def _strip_prefix(proto: onnx.ModelProto, prefix: str) -> None:
-    renames = {i.name: i.name[len(prefix):] for i in proto.graph.initializer if i.name.startswith(prefix)}
-    for init in proto.graph.initializer:
-        init.name = renames.get(init.name, init.name)
-    for value in (*proto.graph.input, *proto.graph.value_info):
-        value.name = renames.get(value.name, value.name)
-    for node in proto.graph.node:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
-
-
-def _patch_layer_norm(proto: onnx.ModelProto) -> None:
-    """Give LayerNormalization its Mean and InvStdDev outputs (ORT's gradient builder reads them; onnxruntime#22465)."""
-    for k, node in enumerate(proto.graph.node):
-        if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
-            node.output.extend([f"{node.output[0]}__mean_{k}", f"{node.output[0]}__inv_std_{k}"])
 
 
 def _torch_adamw(path: Path) -> None:

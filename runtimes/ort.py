@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from quic_edge.formats.bundle import bundle_file
+from quic_edge.formats.optimizer import stored_scales
 from quic_edge.runtimes.loop import DeviceLoop
 
 CHECKPOINT_FILE = "checkpoint"
@@ -62,6 +63,8 @@ class OrtLoop(DeviceLoop):
         """Nothing is loaded yet: resume() loads a checkpoint, or the first use loads the bundle's own."""
         self._ort = ort_bindings()
         self._trainable = list(self.manifest["trainable"])
+        # grouped tensors are stored divided by a factor the graph multiplies back (export/ort_graph.py)
+        self._stored = stored_scales(self.manifest["optimizer"], self._trainable)
         self._inputs = [s["name"] for s in self.manifest["inputs"]]
         self._target = self.manifest["target"]
 
@@ -114,20 +117,23 @@ class OrtLoop(DeviceLoop):
 
     def parameters(self) -> dict[str, np.ndarray]:
         state = self.session[0]
-        return {name: np.array(state.get_parameter(name).data.numpy()) for name in self._trainable}
+        return {name: np.array(state.get_parameter(name).data.numpy()) * np.float32(self._stored[name])
+                for name in self._trainable}
 
     def _write_parameters(self, tensors: dict[str, np.ndarray]) -> None:
         C, state = self._ort, self.session[0]
         device = C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
-        for name, array in tensors.items():  # `array` stays referenced until the copy returns
-            state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(array, device))
+        for name, array in tensors.items():
+            stored = np.ascontiguousarray(array / np.float32(self._stored[name]), dtype=np.float32)
+            state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(stored, device))  # `stored` lives until here
 
     def gradients(self) -> dict[str, np.ndarray]:
         state = self.session[0]
         grads = {}
         for name in self._trainable:
             grad = state.get_parameter(name).grad
-            grads[name] = np.array(grad.numpy()) if grad.has_value() else np.zeros(self.manifest["trainable"][name], np.float32)
+            grads[name] = (np.array(grad.numpy()) / np.float32(self._stored[name]) if grad.has_value()
+                           else np.zeros(self.manifest["trainable"][name], np.float32))
         return grads
 
     def _save_state(self, folder: Path) -> None:

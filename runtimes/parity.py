@@ -24,7 +24,6 @@ import torch
 
 from quic_edge import models
 from quic_edge.config import QuICConfig
-from quic_edge.formats.optimizer import optimizer_spec
 from quic_edge.model import apply_quic
 from quic_edge.state import delta_parameters
 from quic_edge.tasks import TASKS, example_batch
@@ -80,16 +79,15 @@ def _copy(tensors: dict[str, Any]) -> Tensors:
     return {n: (t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)).copy() for n, t in tensors.items()}
 
 
-def eager_trace(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarray]], optimizer: str, lr: float,
-                weight_decay: float) -> Trace:
-    """Losses, gradients at every step and parameters before and after, in PyTorch eager (quic_edge.training.fit)."""
+def eager_trace(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarray]], spec: dict[str, Any]) -> Trace:
+    """Losses, gradients at every step and parameters before and after, in PyTorch eager (quic_edge.training.fit),
+    with the optimizer entry of the runtime's bundle (`spec`: name, rates, groups)."""
     params = delta_parameters(model)
     trace = Trace(initial=_copy(params))
 
     def capture(step: int, loss: torch.Tensor) -> None:
         trace.gradients.append({n: p.grad.detach().numpy().copy() for n, p in params.items()})
 
-    spec = optimizer_spec(optimizer, lr, weight_decay=weight_decay)
     trace.losses = fit(model, data, spec, task=TASKS[name], on_step=capture)
     trace.final = _copy(params)
     return trace
@@ -105,8 +103,10 @@ def device_trace(loop: Any, data: list[dict[str, np.ndarray]]) -> Trace:
 
 
 def collect(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
-            work_dir: str | Path | None = None, shape: tuple[int, int] | None = None) -> ParityRun:
-    """Train `steps` steps on both sides from one init and data; both traces."""
+            work_dir: str | Path | None = None, shape: tuple[int, int] | None = None,
+            head_lr: float | None = None) -> ParityRun:
+    """Train `steps` steps on both sides from one init and data; both traces. head_lr: the head in its own
+    learning-rate group (weight decay 0 then, as ONNX Runtime requires for groups)."""
     from quic_edge.export import export_bundle
     from quic_edge.runtimes import open_loop
 
@@ -117,17 +117,19 @@ def collect(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", 
     lr, weight_decay = LR.get(optimizer), WEIGHT_DECAY.get(optimizer)
     if lr is None:
         raise ValueError(f"optimizer: must be one of {sorted(LR)}, got {optimizer!r}")
+    if head_lr is not None:
+        weight_decay = 0.0
     model = parity_model(name, seed)
     reference = copy.deepcopy(model)
     data = batches(name, steps, seed, shape)
     labels = [f"class{i}" for i in range(NUM_LABELS)] if TASKS[name] == "classification" else None
     with tempfile.TemporaryDirectory(prefix="parity-", dir=work_dir) as tmp:
-        export_bundle(runtime, model, data[0], Path(tmp) / "bundle", optimizer=optimizer, lr=lr,
-                      weight_decay=weight_decay, labels=labels)
+        manifest = export_bundle(runtime, model, data[0], Path(tmp) / "bundle", optimizer=optimizer, lr=lr,
+                                 weight_decay=weight_decay, labels=labels, head_lr=head_lr)
         loop = open_loop(Path(tmp) / "bundle", Path(tmp) / "work")
         device = device_trace(loop, data)
         del loop
-    eager = eager_trace(reference, name, data, optimizer, lr, weight_decay)
+    eager = eager_trace(reference, name, data, manifest["optimizer"])
     return ParityRun(runtime, name, optimizer, steps, lr, weight_decay, eager, device)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from quic_edge.cli import main
-from quic_edge.runtimes.parity import run_parity, within_targets
+from quic_edge.runtimes.parity import collect, judge, run_parity, within_targets
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -39,3 +39,12 @@ def test_parity_command_writes_the_json_report(tmp_path):
 def test_parity_minilm(runtime, optimizer):
     report = run_parity(runtime, "minilm", steps=20, optimizer=optimizer)
     assert within_targets(report), {k: report[k] for k in ("max_abs_loss_diff", "max_abs_grad_diff", "max_abs_param_diff")}
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("runtime", ["ort", "executorch"])
+def test_parity_with_a_head_learning_rate_of_its_own(runtime, optimizer):
+    """The head in its own group: ONNX Runtime stores it scaled (export/ort_graph.py), ExecuTorch's host optimizer
+    scales its step; both must still be torch's AdamW / SGD with per-group rates."""
+    report = judge(collect(runtime, "mlp", steps=10, optimizer=optimizer, head_lr=0.1 if optimizer == "adamw" else 2.0))
+    assert report["within"], report["failures"]

@@ -270,8 +270,8 @@ def _check_optimizer(spec: Any, trainable: set[str], where: str) -> None:
         if not isinstance(group, dict) or not isinstance(group.get("params"), list):
             raise BundleError(f"{where}: groups[{i}] must be an object with params and lr_scale")
         scale = group.get("lr_scale")
-        if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale >= 0 or scale == float("inf"):
-            raise BundleError(f"{where}: groups[{i}].lr_scale must be a finite number >= 0, got {scale!r}")
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale > 0 or scale == float("inf"):
+            raise BundleError(f"{where}: groups[{i}].lr_scale must be a finite number > 0, got {scale!r}")
         names = set(group["params"])
         if not names <= trainable or names & seen:
             raise BundleError(f"{where}: groups[{i}] names tensors that are not trainable or already in a group")

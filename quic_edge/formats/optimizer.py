@@ -28,8 +28,8 @@ def optimizer_spec(
             "weight_decay": float(weight_decay)}
     if groups:
         for g in groups:
-            if not (isinstance(g.get("lr_scale"), int | float) and g["lr_scale"] >= 0 and math.isfinite(g["lr_scale"])):
-                raise ValueError(f"optimizer group {g.get('name')!r}: lr_scale must be a finite number >= 0")
+            if not (isinstance(g.get("lr_scale"), int | float) and g["lr_scale"] > 0 and math.isfinite(g["lr_scale"])):
+                raise ValueError(f"optimizer group {g.get('name')!r}: lr_scale must be a finite number > 0")
         spec["groups"] = [{"name": str(g.get("name", i)), "params": list(g["params"]), "lr_scale": float(g["lr_scale"])}
                           for i, g in enumerate(groups)]
     return spec
@@ -42,3 +42,11 @@ def lr_scales(spec: dict[str, Any], names: Iterable[str]) -> dict[str, float]:
         for name in group["params"]:
             scales[name] = float(group["lr_scale"])
     return scales
+
+
+def stored_scales(spec: dict[str, Any], names: Iterable[str]) -> dict[str, float]:
+    """How ONNX Runtime bundles store each trainable tensor: divided by this factor, which the graph multiplies back,
+    so ORT's single optimizer moves it at its group's rate (export/ort_graph.py): lr_scale for AdamW (its step does not
+    scale with the gradient), sqrt(lr_scale) for SGD (its step does)."""
+    scales = lr_scales(spec, names)
+    return {n: (s if spec["name"] == "adamw" else math.sqrt(s)) for n, s in scales.items()}

@@ -44,7 +44,7 @@ object JvmCheck {
             }
             "delta-from-checkpoint" -> {
                 val bundle = Bundle.open(File(a[0]))
-                val params = OrtCheckpointFile.trainableParameters(File(a[1]))
+                val params = bundle.fromStored(OrtCheckpointFile.trainableParameters(File(a[1])))
                 DeltaWriter.write(File(a[2]), params.filterKeys { bundle.trainable.containsKey(it) }, bundle)
             }
             "delta-raw" -> deltaRaw(Bundle.open(File(a[0])), File(a[1]), File(a[2]))

@@ -45,6 +45,34 @@ class Bundle private constructor(val dir: File, val manifest: Map<String, Any?>)
     val trainable: Map<String, List<Long>> = manifest.obj(F.KEY_TRAINABLE, where).mapValues { (name, shape) ->
         longList(shape, "$where trainable $name")
     }
+    /**
+     * Each trainable tensor's stored scale: a tensor in a learning-rate group is stored divided by it in the ONNX
+     * Runtime checkpoint, so ORT's one optimizer moves it at its group's rate (export/ort_graph.py). lr_scale for
+     * AdamW, its square root for SGD, 1 outside every group.
+     */
+    val storedScales: Map<String, Float> = run {
+        val scales = trainable.keys.associateWith { 1.0f }.toMutableMap()
+        val groups = manifest.obj(F.KEY_OPTIMIZER, where)[F.OPT_GROUPS] as? List<*> ?: emptyList<Any?>()
+        for (group in groups) {
+            @Suppress("UNCHECKED_CAST")
+            val g = group as? Map<String, Any?> ?: throw BundleError("$where: optimizer groups must be objects")
+            val lrScale = g.number(F.OPT_LR_SCALE, "$where optimizer group")
+            if (!(lrScale > 0.0) || lrScale.isInfinite()) throw BundleError("$where: a group's lr_scale must be > 0")
+            val scale = (if (optimizerName == "adamw") lrScale else Math.sqrt(lrScale)).toFloat()
+            for (name in g.list(F.OPT_PARAMS, "$where optimizer group")) {
+                if (name !is String || !scales.containsKey(name)) throw BundleError("$where: a group names $name, not trainable")
+                scales[name] = scale
+            }
+        }
+        scales
+    }
+
+    /** The tensors as they are (what a delta holds) from the values an ONNX Runtime checkpoint stores. */
+    fun fromStored(tensors: Map<String, FloatTensor>): Map<String, FloatTensor> = tensors.mapValues { (name, t) ->
+        val scale = storedScales[name] ?: 1.0f
+        if (scale == 1.0f) t else FloatTensor(t.shape, FloatArray(t.data.size) { t.data[it] * scale })
+    }
+
     val batchSize: Int get() = inputs[0].shape[0].toInt()
     val seqLen: Int get() = inputs[0].shape[1].toInt()
 

@@ -44,6 +44,9 @@ object BundleFields {
 
     const val OPT_NAME = "name"
     const val OPT_LR = "lr"
+    const val OPT_GROUPS = "groups"  // optional: [{"name", "params", "lr_scale"}], a learning-rate multiplier per group
+    const val OPT_PARAMS = "params"
+    const val OPT_LR_SCALE = "lr_scale"
 
     const val ROLE_TRAINING_MODEL = "training_model"
     const val ROLE_EVAL_MODEL = "eval_model"

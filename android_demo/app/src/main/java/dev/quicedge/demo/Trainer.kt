@@ -132,7 +132,7 @@ class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0, startOver: Bo
     fun exportDelta(target: File): File {
         // The Java API cannot read parameter values: save a checkpoint and read them from its file.
         val checkpoint = File(saveCheckpoint(), F.CHECKPOINT_FILE)
-        val params = OrtCheckpointFile.trainableParameters(checkpoint)
+        val params = bundle.fromStored(OrtCheckpointFile.trainableParameters(checkpoint))
         return DeltaWriter.write(target, params.filterKeys { bundle.trainable.containsKey(it) }, bundle)
     }
 

@@ -169,14 +169,15 @@ def export_bundle(
     loss: str | None = None, optimizer: str = "adamw", lr: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
     head_lr: float | None = None, labels: list[str] | None = None, tokenizer: str | Path | None = None,
-    signing_key: bytes | None = None,
+    signing_key: bytes | None = None, recompute: bool = True,
 ) -> dict[str, Any]:
     """Write a training bundle of `model` (its delta trains, all else frozen) for `runtime`; returns the manifest.
 
     `example_batch` fixes the input names, shapes and dtypes (the target under 'labels'); `loss` is the task
     ('classification' or 'causal-lm', inferred for quic_edge.models); `optimizer` 'adamw' (torch.optim.AdamW's
     semantics) or 'sgd'; `head_lr` trains the head at its own rate; `signing_key` (an Ed25519 private key, PEM) signs
-    the bundle. Everything is written into a staging folder and moved to `out_dir` whole (export/staging.py).
+    the bundle; `recompute` (ONNX Runtime) remakes cheap tensors in the backward pass instead of keeping them.
+    Everything is written into a staging folder and moved to `out_dir` whole (export/staging.py).
     """
     from quic_edge.export import exporter
 
@@ -192,7 +193,7 @@ def export_bundle(
         if tokenizer is not None:
             shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
             manifest["files"]["tokenizer"] = TOKENIZER_FILE
-        manifest["files"].update(runtime_module.write_files(model, example_batch, staging, manifest))
+        manifest["files"].update(runtime_module.write_files(model, example_batch, staging, manifest, recompute=recompute))
         manifest = write_manifest(staging, manifest, signing_key)
     return manifest
 

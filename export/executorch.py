@@ -34,8 +34,9 @@ def export_executorch(model: nn.Module, example_batch: dict[str, np.ndarray], ou
     return export_bundle("executorch", model, example_batch, out_dir, **options)
 
 
-def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any]) -> dict:
-    """The joint forward-backward program, written into `staging`; returns its role."""
+def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any],
+                recompute: bool = True) -> dict:
+    """The joint forward-backward program, written into `staging`; returns its role (recompute: ONNX Runtime only)."""
     (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
     return {"program": PROGRAM}
 

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from quic_edge.export.common import ExportError, export_bundle, split_batch
-from quic_edge.export.ort_graph import patch_layer_norm, scale_parameters, strip_prefix
+from quic_edge.export.ort_graph import (
+    RECOMPUTE_SESSION_OPTIONS,
+    patch_layer_norm,
+    recompute_in_backward,
+    scale_parameters,
+    strip_prefix,
+)
 from quic_edge.formats.optimizer import stored_scales
 from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME, WithLoss
@@ -52,11 +58,21 @@ def export_ort(model: nn.Module, example_batch: dict[str, np.ndarray], out_dir: 
     return export_bundle("ort", model, example_batch, out_dir, **options)
 
 
-def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any]) -> dict:
-    """The training, eval and optimizer graphs and the checkpoint, written into `staging`; returns their roles."""
+def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any],
+                recompute: bool = True) -> dict:
+    """The training, eval and optimizer graphs and the checkpoint, written into `staging`; returns their roles.
+
+    recompute: the backward pass remakes cheap large tensors (dequantized weights, gathered compound entries) instead
+    of keeping them from the forward pass (export/ort_graph.py); the session options it needs go into the manifest."""
     proto = to_onnx(model, example_batch, manifest["task"])
     check_int8(proto, model)
     write_artifacts(proto, model, staging, manifest["optimizer"])
+    if recompute:
+        path = staging / ARTIFACTS["training_model"]
+        training = onnx.load(path)
+        if recompute_in_backward(training):
+            onnx.save(training, path)
+            manifest["session_options"] = dict(RECOMPUTE_SESSION_OPTIONS)
     return dict(ARTIFACTS)
 
 

@@ -53,3 +53,103 @@ def scale_parameters(proto: onnx.ModelProto, scales: dict[str, float]) -> None:
         const = numpy_helper.from_array(np.array(scale, np.float32), f"{name}__lr_scale")
         proto.graph.initializer.append(const)
         proto.graph.node.insert(0, helper.make_node("Mul", [name, const.name], [scaled], name=f"{name}__lr_scale_mul"))
+
+
+# ---- recomputing cheap tensors in the backward pass ---------------------------------------------------------------
+RECOMPUTABLE_OPS = frozenset({"Cast", "Mul", "Unsqueeze", "Squeeze", "Transpose", "Reshape", "Gather", "GatherND",
+                              "Identity"})
+RECOMPUTE_SUFFIX = "__recompute"
+# ONNX Runtime merges identical subgraphs back (common-subexpression elimination): a training session running a graph
+# with recomputed tensors must turn that pass off (the device loops read this from the manifest).
+RECOMPUTE_SESSION_OPTIONS = {"optimization.disable_specified_optimizers": "CommonSubexpressionElimination"}
+
+
+def is_backward(node: onnx.NodeProto) -> bool:
+    """A node of the backward pass: added by ONNX Runtime's gradient builder (its tensors carry the _grad suffix) or a
+    recomputing copy made here."""
+    return any("_grad" in name or name.endswith(RECOMPUTE_SUFFIX) for name in (*node.input, *node.output))
+
+
+def tensor_bytes(proto: onnx.ModelProto) -> dict[str, int]:
+    """Bytes of every tensor whose static shape ONNX shape inference finds."""
+    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    sizes = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).itemsize
+            sizes[value.name] = int(np.prod(dims)) * item
+    return sizes
+
+
+def stashed_tensors(proto: onnx.ModelProto) -> list[str]:
+    """Forward tensors that backward nodes read: what a training step keeps alive from forward to backward."""
+    forward_outputs = {o for n in proto.graph.node if not is_backward(n) for o in n.output}
+    read = {i for n in proto.graph.node if is_backward(n) for i in n.input}
+    return sorted(read & forward_outputs)
+
+
+def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anchor_fraction: float = 1 / 8) -> list[str]:
+    """Give the backward pass its own copy of every stashed tensor of at least `min_bytes` that a chain of cheap ops
+    (RECOMPUTABLE_OPS: dequantization, gathers, layout) makes from graph inputs, initializers or a much smaller
+    tensor (an anchor, at most `anchor_fraction` of its size, which stays stashed instead). The forward copy is then
+    freed after its last forward use. The copies go to the front of the node list (ONNX Runtime then runs them late,
+    next to their backward readers; appended copies ran early and saved nothing). Returns the recomputed names."""
+    graph = proto.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    leaves = {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    sizes = tensor_bytes(proto)
+    clones: dict[str, onnx.NodeProto] = {}  # original output name -> its clone (shared by every recomputed tensor)
+    order: list[onnx.NodeProto] = []
+    recomputed = []
+    for name in stashed_tensors(proto):
+        size = sizes.get(name, 0)
+        if size < min_bytes:
+            continue
+        chain = _cheap_chain(name, producer, leaves, sizes, size * anchor_fraction)
+        if chain is None:
+            continue
+        for node in chain:
+            if node.output[0] not in clones:
+                copy = onnx.NodeProto()
+                copy.CopyFrom(node)
+                copy.name = (node.name or node.output[0]) + RECOMPUTE_SUFFIX
+                del copy.output[:]
+                copy.output.extend(o + RECOMPUTE_SUFFIX for o in node.output)
+                for i, value in enumerate(copy.input):
+                    if value in producer and producer[value] in chain:
+                        copy.input[i] = value + RECOMPUTE_SUFFIX
+                clones[node.output[0]] = copy
+                order.append(copy)
+        for node in graph.node:
+            if is_backward(node):
+                for i, value in enumerate(node.input):
+                    if value == name:
+                        node.input[i] = name + RECOMPUTE_SUFFIX
+        recomputed.append(name)
+    for copy in reversed(order):
+        graph.node.insert(0, copy)
+    return recomputed
+
+
+def _cheap_chain(name: str, producer: dict[str, onnx.NodeProto], leaves: set[str], sizes: dict[str, int],
+                 anchor_limit: float) -> list[onnx.NodeProto] | None:
+    """The forward nodes (producers first) that remake `name` from leaves or small anchors, or None."""
+    chain: list[onnx.NodeProto] = []
+    seen: set[str] = set()
+
+    def visit(value: str, top: bool) -> bool:
+        if not value or value in leaves or value in seen:
+            return True
+        if not top and 0 < sizes.get(value, 1 << 62) <= anchor_limit:
+            return True  # a small anchor: it stays stashed
+        node = producer.get(value)
+        if node is None or is_backward(node) or node.op_type not in RECOMPUTABLE_OPS or node.domain not in ("", "ai.onnx"):
+            return False
+        seen.update(node.output)
+        if not all(visit(i, False) for i in node.input):
+            return False
+        chain.append(node)
+        return True
+
+    return chain if visit(name, True) else None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from math import comb
 
 LAYOUTS = ("planes", "brick")
 MAX_ORDER = 4
+ALL_LINEAR = "all-linear"
+REGEX_PREFIX = "re:"
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,9 @@ class QuICConfig:
         default=(1, 2), metadata={"help": "Hamming-weight orders k of the compound matrices, each in 1..4, ascending."}
     )
     target_modules: tuple[str, ...] = field(
-        default=("query", "value"), metadata={"help": "Linear layers whose name (last part) is listed are adapted."}
+        default=("query", "value"),
+        metadata={"help": "Linear layers to adapt: a name or dotted suffix ('query', 'self.query'), 're:REGEX' on the "
+                          "full name, or 'all-linear' (a single string is a regular expression, as in PEFT)."},
     )
     layout: str = field(default="planes", metadata={"help": "Givens circuit: 'planes' (default) or 'brick'."})
     depth: int | None = field(
@@ -42,6 +47,10 @@ class QuICConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "orders", tuple(int(k) for k in self.orders))
+        if isinstance(self.target_modules, str):  # PEFT: a string is a regular expression on the full name
+            single = self.target_modules
+            as_regex = single if single == ALL_LINEAR or single.startswith(REGEX_PREFIX) else REGEX_PREFIX + single
+            object.__setattr__(self, "target_modules", (as_regex,))
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
         object.__setattr__(self, "trainable_modules", tuple(self.trainable_modules))
         _check_int("blocks", self.blocks, 1)
@@ -52,8 +61,9 @@ class QuICConfig:
             raise ValueError(f"orders: each order must be in 1..{MAX_ORDER}, got {self.orders}")
         if list(self.orders) != sorted(set(self.orders)):
             raise ValueError(f"orders: list each order once, ascending, got {self.orders}")
-        if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
-            raise ValueError(f"target_modules: give module names such as ('query', 'value'), got {self.target_modules}")
+        if not self.target_modules:
+            raise ValueError("target_modules: give module names such as ('query', 'value'), 're:REGEX' or 'all-linear'")
+        check_patterns(self.target_modules)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout: must be one of {LAYOUTS}, got {self.layout!r}")
         if self.depth is not None:
@@ -113,6 +123,19 @@ class QuICConfig:
         except json.JSONDecodeError as err:
             raise ValueError(f"config: not valid JSON ({err.msg})") from None
         return cls.from_dict(data)
+
+
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """ValueError naming a bad target entry (empty, or a regular expression that does not compile)."""
+    for entry in patterns:
+        if not isinstance(entry, str) or not entry or entry == REGEX_PREFIX:
+            raise ValueError(f"target_modules: each entry must be a non-empty name, 're:REGEX' or '{ALL_LINEAR}', "
+                             f"got {entry!r}")
+        if entry.startswith(REGEX_PREFIX):
+            try:
+                re.compile(entry[len(REGEX_PREFIX):])
+            except re.error as err:
+                raise ValueError(f"target_modules: {entry!r} is not a valid regular expression ({err})") from None
 
 
 def compound_width(n: int, orders: tuple[int, ...]) -> int:

@@ -34,9 +34,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             group.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
         elif _is_tuple(kind):
-            item = typing.get_args(kind)[0]
-            group.add_argument(_flag(f.name), dest=f.name, metavar="A,B", type=_comma_list(item, f.name),
-                               default=None, help=f"{help_text}; comma separated")
+            group.add_argument(_flag(f.name), dest=f.name, metavar="A,B", default=None, help=f"{help_text}; comma separated")
         else:
             group.add_argument(_flag(f.name), dest=f.name, type=_scalar(kind), choices=CHOICES.get(f.name),
                                default=None, help=help_text)
@@ -46,10 +44,11 @@ def config_from_arguments(args: argparse.Namespace, **defaults: Any) -> QuICConf
     """The QuICConfig the flags ask for: flags given win, then `defaults` (e.g. the model's usual targets), then the
     dataclass defaults. Bad values raise ValueError naming the field."""
     values = dict(defaults)
+    hints = typing.get_type_hints(QuICConfig)
     for f in fields(QuICConfig):
         given = getattr(args, f.name, None)
         if given is not None:
-            values[f.name] = given
+            values[f.name] = _comma_list(given, typing.get_args(hints[f.name])[0], f.name) if _is_tuple(hints[f.name]) else given
     return QuICConfig(**values)
 
 
@@ -63,11 +62,10 @@ def _scalar(kind: Any):
     return options[0]
 
 
-def _comma_list(item: type, name: str):
-    def parse(text: str) -> tuple:
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        try:
-            return tuple(item(p) for p in parts)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: give {item.__name__} values separated by commas, got {text!r}") from None
-    return parse
+def _comma_list(text: str, item: type, name: str) -> tuple:
+    """'1,2' -> (1, 2) for tuple fields; ValueError naming the flag otherwise."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return tuple(item(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{_flag(name)}: give {item.__name__} values separated by commas, got {text!r}") from None

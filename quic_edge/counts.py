@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import QuICConfig, compound_width
 from .givens import gate_count
+from .targets import layer_dims, linear_layers, matching_layers
 
 
 @dataclass(frozen=True)
@@ -40,24 +41,19 @@ def quic_layer_count(name: str, d_in: int, d_out: int, config: QuICConfig) -> La
     )
 
 
-def linear_layers(model: nn.Module, skip: tuple[str, ...] = ()) -> dict[str, nn.Linear]:
-    """Every nn.Linear, by name, except those whose last name part is in `skip` (the task head)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.split(".")[-1] not in skip}
-
-
-def lora_params(layers: dict[str, nn.Linear], rank: int) -> int:
+def lora_params(layers: dict[str, nn.Module], rank: int) -> int:
     """LoRA rank r adds r * (d_in + d_out) numbers per layer (A: r x d_in, B: d_out x r)."""
-    return sum(rank * (m.in_features + m.out_features) for m in layers.values())
+    return sum(rank * sum(layer_dims(m)) for m in layers.values())
 
 
 def count(model: nn.Module, config: QuICConfig, lora_rank: int | None = None) -> dict:
     """Per-layer QuIC rows and totals for an unadapted model; LoRA counts when lora_rank is given."""
     all_linear = linear_layers(model, skip=config.trainable_modules)
-    targets = {name: m for name, m in all_linear.items() if name.split(".")[-1] in config.target_modules}
+    targets = matching_layers(model, config.target_modules, config.trainable_modules)
     if not targets:
         known = sorted({name.split(".")[-1] for name in all_linear})
         raise ValueError(f"targets: none of {config.target_modules} is a linear layer of this model; it has {known}")
-    rows = [quic_layer_count(name, m.in_features, m.out_features, config) for name, m in targets.items()]
+    rows = [quic_layer_count(name, *layer_dims(m), config) for name, m in targets.items()]
     result = {
         "config": asdict(config),
         "layers": [asdict(r) for r in rows],

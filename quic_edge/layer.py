@@ -20,7 +20,8 @@ from torch import nn
 from .compounds import compound
 from .config import QuICConfig, compound_width
 from .givens import RoundTables, chain_product, gate_count, orthogonal
-from .quantize import Int8Linear, dequantized_weight, requantize_like
+from .quantize import dequantized_weight, requantize_like
+from .targets import is_linear, layer_dims
 
 
 class QuICLinear(nn.Module):
@@ -38,7 +39,7 @@ class QuICLinear(nn.Module):
         for p in self.base_layer.parameters():
             p.requires_grad_(False)
         self.config = config
-        self.out_features = base_layer.out_features
+        self.in_features, self.out_features = layer_dims(base_layer)
         self.n = config.block_dim(self.out_features)
         self.block_size = self.out_features // config.blocks
         self.gates = gate_count(self.n, config.layout, config.depth)
@@ -48,9 +49,9 @@ class QuICLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Module, config: QuICConfig) -> QuICLinear:
-        """Wrap `linear` (an nn.Linear or an int8 Int8Linear, kept as it is and frozen)."""
-        if not isinstance(linear, nn.Linear | Int8Linear):
-            raise ValueError(f"QuIC adapts linear layers (nn.Linear or Int8Linear), got {type(linear).__name__}")
+        """Wrap `linear` (an nn.Linear, an int8 Int8Linear or a Hugging Face Conv1D, kept as it is and frozen)."""
+        if not is_linear(linear):
+            raise ValueError(f"QuIC adapts linear layers (nn.Linear, Int8Linear, Conv1D), got {type(linear).__name__}")
         return cls(linear, config)
 
     @property

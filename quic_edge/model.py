@@ -12,7 +12,7 @@ from torch import nn
 from . import rotations
 from .config import QuICConfig
 from .layer import QuICLinear
-from .quantize import Int8Linear, base_dtype, quantize_int8
+from .quantize import base_dtype, quantize_int8
 from .state import (
     AdapterError,
     AdapterState,
@@ -25,8 +25,7 @@ from .state import (
     state_of,
     train_only,
 )
-
-LINEAR_KINDS = (nn.Linear, Int8Linear)
+from .targets import linear_layers, matching_layers
 
 
 def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, base_model: str | None = None) -> nn.Module:
@@ -46,9 +45,9 @@ def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, b
         quantize_int8(model, skip=config.trainable_modules)
     layers = _replace_targets(model, config)
     if not layers:
-        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, LINEAR_KINDS)})
+        names = sorted({n.split(".")[-1] for n in linear_layers(model, skip=config.trainable_modules)})
         raise ValueError(
-            f"target_modules: none of {config.target_modules} is a linear layer here; linear layers: {names}"
+            f"target_modules: none of {config.target_modules} is a linear layer here; linear layers (last names): {names}"
         )
     rotations.attach(model, layers)
     delta = delta_names(model, "quic", config.trainable_modules)
@@ -63,12 +62,12 @@ def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, b
 
 def _replace_targets(model: nn.Module, config: QuICConfig) -> list[QuICLinear]:
     layers = []
-    for _, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if child_name in config.target_modules and isinstance(child, LINEAR_KINDS):
-                layer = QuICLinear.from_linear(child, config)
-                setattr(module, child_name, layer)
-                layers.append(layer)
+    for name in matching_layers(model, config.target_modules, config.trainable_modules):
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        layer = QuICLinear.from_linear(getattr(parent, child_name), config)
+        setattr(parent, child_name, layer)
+        layers.append(layer)
     return layers
 
 

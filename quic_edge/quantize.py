@@ -9,6 +9,8 @@ dequantization is a plain `w_int8.float() * scale`, which both runtimes differen
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,12 +77,15 @@ class Int8Embedding(nn.Module):
 
 
 def quantize_int8(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
-    """Replace, in place, every large nn.Linear / nn.Embedding below `module` by its int8 twin; modules whose name
-    (last part) is in `skip` (the task head) stay as they are. Already int8 layers are left alone. Returns `module`."""
+    """Replace, in place, every large nn.Linear (or Hugging Face Conv1D) / nn.Embedding below `module` by its int8
+    twin; modules whose name (last part) is in `skip` (the task head) stay as they are. Already int8 layers are left
+    alone. Returns `module`."""
     for name, child in list(module.named_children()):
         if name in skip:
             continue
-        if isinstance(child, nn.Linear) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
+        if _is_conv1d(child) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
+            setattr(module, name, Int8Linear(*quantize_per_channel(child.weight.T), child.bias))
+        elif isinstance(child, nn.Linear) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
             setattr(module, name, Int8Linear.from_linear(child))
         elif isinstance(child, nn.Embedding) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
             setattr(module, name, Int8Embedding.from_embedding(child))
@@ -115,10 +120,25 @@ def base_dtype(model: nn.Module) -> str:
 
 
 def dequantized_weight(layer: nn.Module) -> torch.Tensor:
-    """The fp32 weight [out, in] a linear layer computes with (an Int8Linear's dequantized, an nn.Linear's own)."""
-    return layer.dequantized_weight() if isinstance(layer, Int8Linear) else layer.weight
+    """The fp32 weight [out, in] a linear layer computes with (an Int8Linear's dequantized, an nn.Linear's own, a
+    Conv1D's transposed)."""
+    if isinstance(layer, Int8Linear):
+        return layer.dequantized_weight()
+    return layer.weight.T if _is_conv1d(layer) else layer.weight
 
 
 def requantize_like(base: nn.Module, linear: nn.Linear) -> nn.Module:
-    """`linear` in the kind of `base`: int8 again when `base` is an Int8Linear, else as it is."""
-    return Int8Linear.from_linear(linear) if isinstance(base, Int8Linear) else linear
+    """`linear` in the kind of `base`: int8 again for an Int8Linear, a Conv1D for a Conv1D, else as it is."""
+    if isinstance(base, Int8Linear):
+        return Int8Linear.from_linear(linear)
+    if _is_conv1d(base):
+        conv = copy.deepcopy(base)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight.T)
+        return conv
+    return linear
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's Conv1D (GPT-2 style): a linear layer whose weight is stored [in, out]."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None

@@ -12,6 +12,7 @@ package check imports ORTModule). `ort_bindings()` imports the bindings as a dev
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,45 @@ class OrtLoop(DeviceLoop):
         self._stored = stored_scales(self.manifest["optimizer"], self._trainable)
         self._inputs = [s["name"] for s in self.manifest["inputs"]]
         self._target = self.manifest["target"]
+        self._device = self._ort.OrtDevice(self._ort.OrtDevice.cpu(), self._ort.OrtDevice.default_memory(), 0)
+        self._with_eval = False
 
-    def _build(self, checkpoint: Path) -> tuple[Any, Any, Any]:
+    def _options(self) -> Any:
         C = self._ort
         options = C.SessionOptions()
         options.enable_mem_pattern = False
         options.enable_cpu_mem_arena = self._cpu_arena
         options.intra_op_num_threads = self._threads
-        device = C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
+        for key, value in self.manifest.get("session_options", {}).items():  # e.g. what recomputed tensors need
+            options.add_session_config_entry(key, value)
+        return options
+
+    def _path(self, role: str) -> str:
+        return str(bundle_file(self.bundle_dir, self.manifest, role))
+
+    def _build(self, checkpoint: Path, with_eval: bool = False) -> tuple[Any, Any, Any]:
+        """Training session and optimizer on a checkpoint. The eval graph is loaded only when first needed
+        (`logits`): a session that only trains does not hold it (about 5 MiB for MiniLM)."""
+        C = self._ort
         self._session = None  # release the old session's memory before loading the new one
         state = C.load_checkpoint(str(checkpoint))
-        path = lambda role: str(bundle_file(self.bundle_dir, self.manifest, role))  # noqa: E731
-        module = C.Module(path("training_model"), state, path("eval_model"), device, options)
-        optimizer = C.Optimizer(path("optimizer_model"), state, device, options)
+        eval_model = self._path("eval_model") if with_eval else None
+        module = C.Module(self._path("training_model"), state, eval_model, self._device, self._options())
+        optimizer = C.Optimizer(self._path("optimizer_model"), state, self._device, self._options())
+        self._with_eval = with_eval
         return state, module, optimizer
+
+    def _ensure_eval(self) -> None:
+        """Reload the sessions with the eval graph, through a checkpoint of the current state: a second module on a
+        live state would leave the optimizer reading the old module's gradients."""
+        if self._with_eval:
+            return
+        switch = self.work_dir / f".eval-switch-{os.getpid()}"
+        self._ort.save_checkpoint(self.session[0], str(switch), True)
+        try:
+            self._session = self._build(switch, with_eval=True)
+        finally:
+            switch.unlink(missing_ok=True)
 
     @property
     def session(self) -> tuple[Any, Any, Any]:
@@ -109,6 +135,7 @@ class OrtLoop(DeviceLoop):
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         self.check_batch(batch, with_target=False)
+        self._ensure_eval()
         batch = dict(batch)  # the eval model also computes the loss: feed a placeholder target
         batch[self._target["name"]] = np.zeros(self._target["shape"], dtype=self._target["dtype"])
         fetches = self._ort.OrtValueVector()
@@ -122,10 +149,9 @@ class OrtLoop(DeviceLoop):
 
     def _write_parameters(self, tensors: dict[str, np.ndarray]) -> None:
         C, state = self._ort, self.session[0]
-        device = C.OrtDevice(C.OrtDevice.cpu(), C.OrtDevice.default_memory(), 0)
         for name, array in tensors.items():
             stored = np.ascontiguousarray(array / np.float32(self._stored[name]), dtype=np.float32)
-            state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(stored, device))  # `stored` lives until here
+            state.copy_parameter_from(name, C.OrtValue.ortvalue_from_numpy(stored, self._device))  # `stored` lives here
 
     def gradients(self) -> dict[str, np.ndarray]:
         state = self.session[0]
@@ -143,4 +169,4 @@ class OrtLoop(DeviceLoop):
         path = folder / CHECKPOINT_FILE
         if not path.is_file():
             raise ValueError(f"{path} is missing")
-        self._session = self._build(path)
+        self._session = self._build(path, with_eval=self._with_eval)

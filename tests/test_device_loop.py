@@ -228,3 +228,16 @@ def test_the_device_loop_never_imports_torch(bundle, runtime, tmp_path):
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok 3")
+
+
+def test_evaluating_between_steps_changes_nothing(bundle, tmp_path):
+    """ONNX Runtime loads its eval graph only when first asked (a training-only session holds less): the switch goes
+    through a checkpoint of the live state, so parameters and optimizer moments carry on exactly."""
+    plain, evaluated = open_loop(bundle, tmp_path / "plain"), open_loop(bundle, tmp_path / "evaluated")
+    train(plain, 0, 3)
+    train(evaluated, 0, 3)
+    evaluated.logits({"features": batch(9)["features"]})
+    train(plain, 3, 6)
+    train(evaluated, 3, 6)
+    for name, value in plain.parameters().items():
+        np.testing.assert_array_equal(evaluated.parameters()[name], value)

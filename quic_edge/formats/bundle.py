@@ -203,6 +203,9 @@ def check_manifest(manifest: Any, where: str) -> None:
     for name, shape in trainable.items():
         _check_shape(shape, f"{where}: trainable[{name!r}]")
     _check_optimizer(manifest.get("optimizer"), set(trainable), f"{where}: optimizer")
+    session = manifest.get("session_options", {})
+    if not isinstance(session, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in session.items()):
+        raise BundleError(f"{where}: session_options must map strings to strings")
     files, sums = manifest.get("files"), manifest.get("sha256")
     if not isinstance(files, dict) or not isinstance(sums, dict):
         raise BundleError(f"{where}: files and sha256 must be objects")

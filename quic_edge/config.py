@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from math import comb
 
 LAYOUTS = ("planes", "brick")
+MATRICES = ("orthogonal", "unconstrained")
 MAX_ORDER = 4
 ALL_LINEAR = "all-linear"
 REGEX_PREFIX = "re:"
@@ -40,6 +41,11 @@ class QuICConfig:
     n: int | None = field(
         default=None, metadata={"help": "Size of the orthogonal matrix; None = the largest that fits a block."}
     )
+    matrix: str = field(
+        default="orthogonal",
+        metadata={"help": "'orthogonal' (QuIC: A from Givens rotations) or 'unconstrained' (the ablation's control: "
+                          "A = I + an upper-triangular matrix with as many free numbers, same compound structure)."},
+    )
     trainable_modules: tuple[str, ...] = field(
         default=("classifier", "score"),
         metadata={"help": "Modules (by name, last part) trained in full beside the angles: the task head."},
@@ -68,6 +74,10 @@ class QuICConfig:
             raise ValueError(f"layout: must be one of {LAYOUTS}, got {self.layout!r}")
         if self.depth is not None:
             _check_int("depth", self.depth, 1)
+        if self.matrix not in MATRICES:
+            raise ValueError(f"matrix: must be one of {MATRICES}, got {self.matrix!r}")
+        if self.matrix == "unconstrained" and (self.depth is not None or self.layout != "planes"):
+            raise ValueError("matrix: an unconstrained matrix has no circuit; leave depth and layout at their defaults")
         if self.n is not None:
             _check_int("n", self.n, 2)
             if max(self.orders) > self.n:

@@ -108,3 +108,23 @@ def orthogonal(
 
     `tables` (round_tables(n, layout, depth)) are built afresh when not given."""
     return ordered_product(round_matrices(angles, tables if tables is not None else round_tables(n, layout, depth)))
+
+
+def unconstrained(values: torch.Tensor, n: int, tables: RoundTables | None = None) -> torch.Tensor:
+    """[..., n(n-1)/2] free numbers -> [..., n, n] matrices I + T, T strictly upper triangular with the numbers in
+    the planes circuit's pair order (the ablation's control: QuIC's parameter count without orthogonality).
+    Built by the same static gather as a round (`tables`: upper_tables(n))."""
+    tables = tables if tables is not None else upper_tables(n)
+    gathered = values[..., tables.index]  # (..., 1, n, n)
+    return (gathered * tables.mask + tables.fixed)[..., 0, :, :]
+
+
+def upper_tables(n: int) -> RoundTables:
+    """One 'round' holding every pair (i, j), i < j, of the planes order, placed above the diagonal; 1s on it."""
+    pairs = [p for r in planes_rounds(n) for p in r]
+    index = torch.zeros(1, n, n, dtype=torch.long)
+    mask = torch.zeros(1, n, n)
+    for g, (i, j) in enumerate(pairs):
+        index[0, i, j] = g
+        mask[0, i, j] = 1.0
+    return RoundTables(index, mask, torch.eye(n).unsqueeze(0))

@@ -19,7 +19,7 @@ from torch import nn
 
 from .compounds import compound
 from .config import QuICConfig, compound_width
-from .givens import RoundTables, chain_product, gate_count, orthogonal
+from .givens import RoundTables, chain_product, gate_count, orthogonal, unconstrained
 from .quantize import dequantized_weight, requantize_like
 from .targets import is_linear, layer_dims
 
@@ -60,8 +60,11 @@ class QuICLinear(nn.Module):
         return self.block_size - compound_width(self.n, self.config.orders)
 
     def orthogonal(self) -> torch.Tensor:
-        """[chain, blocks or 1, n, n]: the orthogonal matrix of each chain copy and block."""
+        """[chain, blocks or 1, n, n]: the matrix A of each chain copy and block (orthogonal unless the config asks
+        for the unconstrained control)."""
         cfg = self.config
+        if cfg.matrix == "unconstrained":
+            return unconstrained(self.angles, self.n)
         return orthogonal(self.angles, self.n, cfg.layout, cfg.depth)
 
     def compounds(self) -> list[torch.Tensor]:
@@ -118,9 +121,9 @@ class QuICLinear(nn.Module):
 
 
 def circuit_key(layer: QuICLinear) -> tuple:
-    """Layers with equal keys build their rotations in one batch: (n, orders, layout, depth, angle shape)."""
+    """Layers with equal keys build their rotations in one batch: (n, orders, layout, depth, angle shape, matrix)."""
     c = layer.config
-    return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape)
+    return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape), c.matrix
 
 
 CircuitTables = Callable[[tuple], tuple[RoundTables | None, dict[int, torch.Tensor]]]
@@ -138,10 +141,13 @@ def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = Non
         groups[circuit_key(layer)].append(i)
     result: list[list[torch.Tensor]] = [[] for _ in layers]
     for key, members in groups.items():
-        n, orders, layout, depth, _ = key
+        n, orders, layout, depth, _, matrix = key
         rounds, subsets = tables(key) if tables is not None else (None, {})
         angles = torch.stack([layers[i].angles for i in members])  # (L, chain, copies, gates)
-        A = chain_product(orthogonal(angles, n, layout, depth, rounds))  # (L, copies, n, n)
+        if matrix == "unconstrained":
+            A = chain_product(unconstrained(angles, n, rounds))  # (L, copies, n, n)
+        else:
+            A = chain_product(orthogonal(angles, n, layout, depth, rounds))
         for k in orders:
             C = compound(A, k, subsets.get(k))  # (L, copies, ck, ck)
             for slot, i in enumerate(members):

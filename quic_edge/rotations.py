@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .compounds import subset_table
-from .givens import RoundTables, round_tables
+from .givens import RoundTables, round_tables, upper_tables
 from .layer import QuICLinear, build_compounds, circuit_key
 
 ATTRIBUTE = "quic_rotations"  # the child name under which an adapted model holds its Rotations
@@ -27,8 +27,9 @@ class Rotations(nn.Module):
         super().__init__()
         self.layers = list(layers)  # a plain list: the layers stay children of the model, not of this module
         self.keys = list(dict.fromkeys(circuit_key(layer) for layer in self.layers))
-        for g, (n, orders, layout, depth, _) in enumerate(self.keys):
-            for name, table in zip(RoundTables._fields, round_tables(n, layout, depth), strict=True):
+        for g, (n, orders, layout, depth, _, matrix) in enumerate(self.keys):
+            tables = upper_tables(n) if matrix == "unconstrained" else round_tables(n, layout, depth)
+            for name, table in zip(RoundTables._fields, tables, strict=True):
                 self.register_buffer(f"circuit{g}_{name}", table, persistent=False)
             for k in orders:
                 if k > 1:

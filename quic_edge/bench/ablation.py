@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from quic_edge.bench.common import TARGETS, AdapterSpec, RunSettings, adapter_numbers, mean_spread, task_split
+from quic_edge.bench.common import TARGETS, AdapterSpec, RunSettings, adapter_numbers, mean_spread
 from quic_edge.config import QuICConfig
+from quic_edge.suite import suite_split
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def run_ablation(s: AblationSettings, progress: bool = True) -> dict[str, Any]:
             scores = []
             for seed in s.seeds:
                 bar.set_postfix_str(f"{variant.title} {task} seed {seed}")
-                score, angles, shape = train_eager(variant, task_split(task, s.n_train, s.n_test, seed), seed, s)
+                score, angles, shape = train_eager(variant, suite_split(task, s.n_train, s.n_val, s.n_test, seed), seed, s)
                 scores.append(score)
                 bar.update(1)
             accuracy[task] = mean_spread(scores) | {"values": scores}
@@ -89,8 +90,8 @@ def run_ablation(s: AblationSettings, progress: bool = True) -> dict[str, Any]:
 
 def build(variant: Variant, num_labels: int, seed: int):
     if variant.config is None:
-        return AdapterSpec("head", "head only", "head", 0.0).build(num_labels, seed)
-    return AdapterSpec(variant.title, variant.title, "quic", 0.0, variant.config).build(num_labels, seed)
+        return AdapterSpec("head", "head only", "head", ()).build(num_labels, seed)
+    return AdapterSpec(variant.title, variant.title, "quic", (), variant.config).build(num_labels, seed)
 
 
 def train_eager(variant: Variant, split, seed: int, s: AblationSettings) -> tuple[float, int, dict[str, Any]]:

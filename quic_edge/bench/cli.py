@@ -13,11 +13,12 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--quick", action="store_true", help=f"a smoke run of the {what} (about a minute)")
-    p.add_argument("--tasks", help="comma-separated offline tasks (default bbc,tweets)")
+    p.add_argument("--tasks", help="comma-separated suite tasks (default: the suite, quic_edge.suite.SUITE)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, help="epochs per run (default 3)")
-    p.add_argument("--n-train", type=int, help="training examples per task and seed (default 160)")
-    p.add_argument("--n-test", type=int, help="held-out examples per task and seed (default 300)")
+    p.add_argument("--n-train", type=int, help="training examples per task and seed (default 1000)")
+    p.add_argument("--n-val", type=int, help="validation examples that choose the rates (default 200)")
+    p.add_argument("--n-test", type=int, help="test examples per task and seed (default 600)")
     p.add_argument("--out", help="results folder (default benchmarks/results)")
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -25,7 +26,7 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     found = {"tasks": _names(args.tasks), "seeds": tuple(int(x) for x in _names(args.seeds) or ()) or None,
-             "epochs": args.epochs, "n_train": args.n_train, "n_test": args.n_test, "out": args.out}
+             "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "out": args.out}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -33,7 +34,7 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "comparison")
     p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full)")
     p.add_argument("--work", help="scratch folder for bundles and work dirs (default runs/bench-compare)")
-    p.add_argument("--memory-rounds", type=int, help="fresh measuring processes per adapter (default 3; --quick 1)")
+    p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
 
 
 def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,8 +50,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
         overrides["adapters"] = _names(args.adapters)
     if args.work:
         overrides["work"] = args.work
-    if args.memory_rounds:
-        overrides["memory_rounds"] = args.memory_rounds
+    if args.jobs:
+        overrides["jobs"] = args.jobs
     settings = CompareSettings.make(quick=args.quick, **overrides)
     return _finish(run_compare(settings, progress=not args.no_progress), args, Path(settings.out) / "compare.md")
 

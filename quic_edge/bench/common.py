@@ -1,8 +1,8 @@
-"""What the benchmarks share: one split per (task, seed), the adapters compared, their parameter counts.
+"""What the benchmarks share: run settings, the adapters compared, their learning-rate grids, parameter counts.
 
-Every adapter is built on the same base (all-MiniLM-L6-v2, frozen, int8 where frozen) and, where it has
-targets, the same ones (query and value of every layer). A "seed" picks the data split, the batch order and the
-initial trainable tensors (the head, and LoRA's A); it never changes the base.
+Every adapter is built on the same base (all-MiniLM-L6-v2, frozen, int8 where frozen) and, where it has targets, the
+same ones (query and value of every layer). A "seed" picks the data split, the batch order and the initial trainable
+tensors (the head, and LoRA's A); it never changes the base.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 from torch import nn
 
 from quic_edge import baselines, models
 from quic_edge.config import QuICConfig
-from quic_edge.data import Example, load_dataset
 from quic_edge.model import apply_quic
 from quic_edge.state import delta_parameters
+from quic_edge.suite import SUITE
 
 TARGETS = ("query", "value")
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
@@ -29,16 +28,18 @@ LORA_RANK = 8
 class RunSettings:
     """What every benchmark run shares: tasks, seeds, split sizes, training length, shapes, output folder."""
 
-    tasks: tuple[str, ...] = ("bbc", "tweets")
+    tasks: tuple[str, ...] = SUITE
     seeds: tuple[int, ...] = (0, 1, 2)
-    n_train: int = 160
-    n_test: int = 300
+    n_train: int = 1000
+    n_val: int = 200
+    n_test: int = 600
     epochs: int = 3
     batch_size: int = 8
     seq_len: int = 64
     out: str = "benchmarks/results"
     quick: bool = False
-    QUICK: ClassVar[dict[str, Any]] = dict(tasks=("bbc",), seeds=(0,), n_train=16, n_test=16, epochs=1, quick=True)
+    QUICK: ClassVar[dict[str, Any]] = dict(tasks=("bbc-same-topic",), seeds=(0,), n_train=16, n_val=16, n_test=16,
+                                           epochs=1, quick=True)
 
     @classmethod
     def make(cls, quick: bool = False, **overrides: Any):
@@ -47,32 +48,14 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
-class Split:
-    task: str
-    labels: list[str]
-    train: list[Example]
-    test: list[Example]
-
-
-def task_split(task: str, n_train: int, n_test: int, seed: int) -> Split:
-    """Disjoint train and test examples of an offline dataset (DATA.md), shuffled by `seed`."""
-    examples = load_dataset(task)
-    if n_train + n_test > len(examples):
-        raise ValueError(f"{task}: n_train + n_test = {n_train + n_test} exceeds the {len(examples)} examples")
-    labels = sorted({e.label for e in examples})
-    order = np.random.default_rng(seed).permutation(len(examples))[: n_train + n_test]
-    picked = [examples[i] for i in order]
-    return Split(task, labels, picked[:n_train], picked[n_train:])
-
-
-@dataclass(frozen=True)
 class AdapterSpec:
-    """One way to fine-tune the base: its name in results, the kind, its learning rate (AdamW)."""
+    """One way to fine-tune the base: its name in results, the kind, and the learning rates its search tries for
+    the adapter's own tensors (the head trains at the rate chosen for head-only training)."""
 
     name: str
     title: str
     kind: str  # "quic", "lora", "head" or "full"
-    lr: float
+    grid: tuple[float, ...]
     config: QuICConfig | None = None
     rank: int = 0
     targets: tuple[str, ...] = field(default=TARGETS)
@@ -92,20 +75,24 @@ class AdapterSpec:
 
 
 def quic(name: str, title: str, **config) -> AdapterSpec:
-    return AdapterSpec(name, title, "quic", 1e-2, QuICConfig(target_modules=TARGETS, **config))
+    return AdapterSpec(name, title, "quic", ANGLE_GRID, QuICConfig(target_modules=TARGETS, **config))
 
 
-# Learning rates: QuIC and head-only use the demo's 1e-2; LoRA 5e-3 (the fleet benchmark's, the upper end of the
-# usual 1e-3..5e-3 for few steps); full fine-tuning 1e-4 (the usual 5e-5..1e-4). None was tuned on these data.
+# The searches: each grid starts with a rate at which the adapter barely moves (so "no better than head only" is
+# always within reach), then the usual range. The head's rate is chosen once per task by head-only training.
+HEAD_GRID = (3e-3, 1e-2, 3e-2)
+ANGLE_GRID = (1e-5, 1e-3, 3e-3, 1e-2)
+LORA_GRID = (1e-5, 3e-4, 1e-3, 3e-3)
+FULL_GRID = (1e-6, 1e-5, 3e-5, 1e-4)
 ADAPTERS = {
     spec.name: spec
     for spec in (
         quic("quic12", "QuIC (1,2)", blocks=3, orders=(1, 2)),
         quic("quic123", "QuIC (1,2,3)", blocks=3, orders=(1, 2, 3)),
         quic("quic1", "QuIC (1) = block OFT, b=32", blocks=12, orders=(1,)),
-        AdapterSpec("lora8", "LoRA r8 (PEFT)", "lora", 5e-3, rank=LORA_RANK),
-        AdapterSpec("head", "head only", "head", 1e-2),
-        AdapterSpec("full", "full fine-tuning", "full", 1e-4),
+        AdapterSpec("lora8", "LoRA r8 (PEFT)", "lora", LORA_GRID, rank=LORA_RANK),
+        AdapterSpec("head", "head only", "head", HEAD_GRID),
+        AdapterSpec("full", "full fine-tuning", "full", FULL_GRID),
     )
 }
 
@@ -122,7 +109,7 @@ def adapter_numbers(model: nn.Module) -> tuple[int, int]:
 
 def lora_all_linear_numbers(num_labels: int) -> int:
     """LoRA rank 8 built with PEFT on every linear layer of the encoder: its trainable numbers, head excluded."""
-    spec = AdapterSpec("lora-8-all", "LoRA r8 all linear", "lora", 5e-3, rank=LORA_RANK, targets=ALL_LINEAR)
+    spec = AdapterSpec("lora-8-all", "LoRA r8 all linear", "lora", LORA_GRID, rank=LORA_RANK, targets=ALL_LINEAR)
     return adapter_numbers(spec.build(num_labels, seed=0))[1]
 
 

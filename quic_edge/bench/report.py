@@ -25,45 +25,58 @@ def write_compare(folder: Path, summary: dict[str, Any], stem: str = "compare") 
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     (folder / f"{stem}.md").write_text(compare_markdown(summary))
     plot_accuracy(summary, folder / f"{stem}_accuracy.png")
-    plot_memory(summary, folder / f"{stem}_memory.png")
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
     tasks = s["tasks"]
     lines = [
-        "# QuIC against block OFT, LoRA, head-only and full fine-tuning (one run)",
+        "# The suite: QuIC against block OFT, LoRA, head-only and full fine-tuning (one run)",
         "",
         f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])}; "
-        f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}. Accuracy: {s['n_train']} training "
-        f"and {s['n_test']} held-out examples per task, {s['epochs']} epochs, seeds {list(s['seeds'])} (a seed picks the "
-        "split, the batch order and the initial head / LoRA A), mean ± sample std. Memory and step time: "
-        f"{s['memory_rounds']} fresh torch-free process(es) per adapter, rounds in rotated order, on the {tasks[0]} bundle, "
-        "20 steps each, CPU arena on, mem pattern off; the highest peak per phase and the median of the per-process "
-        "median step times.",
+        f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of "
+        f"{s['n_train']} training examples; {s['n_val']} validation examples choose the learning rates (seed "
+        f"{s['seeds'][0]}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
+        "The head trains at the rate head-only training chose on validation; each adapter searches its own rate.",
         "",
-        "| adapter | lr | trainable (adapter + head) | bundle MB | checkpoint MB | delta bytes | peak RSS load / first / "
-        "steady (MiB) | median step ms | " + " | ".join(f"acc {t}" for t in tasks) + " |",
-        "|---" * (8 + len(tasks)) + "|",
+        "| adapter | trainable (adapter + head) | " + " | ".join(f"{t}: test acc (rate)" for t in tasks) + " |",
+        "|---" * (2 + len(tasks)) + "|",
     ]
     for r in rows.values():
-        rss = r["peak_rss_mib"]
-        lines.append(
-            f"| {r['title']} | {r['lr']:g} | {r['adapter_numbers']:,} + {r['trainable'] - r['adapter_numbers']:,} | "
-            f"{r['bundle_bytes'] / 1e6:.1f} | {r['checkpoint_bytes'] / 1e6:.1f} | {r['delta_bytes']:,} | "
-            f"{rss['load']:.0f} / {rss['first_step']:.0f} / {rss['steady']:.0f} | {r['median_step_ms']:.0f} | "
-            + " | ".join(_acc(r["accuracy"][t]) for t in tasks) + " |"
-        )
+        cells = [f"{_acc(r['tasks'][t]['test'])} ({r['tasks'][t]['lr']:g})" for t in tasks]
+        lines.append(f"| {r['title']} | {r['adapter_numbers']:,} + {r['trainable'] - r['adapter_numbers']:,} | "
+                     + " | ".join(cells) + " |")
+    gaps = summary.get("gaps", {})
+    if all(gaps.get(t) for t in tasks):
+        lines += ["", "Does each task need adaptation? Head only against full fine-tuning (test means):", "",
+                  "| task | head only | full fine-tuning | gap (points) |", "|---|---|---|---|"]
+        lines += [f"| {t} | {gaps[t]['head']:.3f} | {gaps[t]['full']:.3f} | {gaps[t]['gap_points']:+.1f} |" for t in tasks]
+    if summary.get("gain_captured"):
+        lines += ["", "Share of LoRA r8's gain over head only that QuIC captures, (acc_QuIC - acc_head) / (acc_LoRA - "
+                  "acc_head), on test means (per seed in brackets); and whether the chosen rate is at least head only on "
+                  "validation:", "", "| QuIC | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
+        for name, per_task in summary["gain_captured"].items():
+            cells = []
+            for t in tasks:
+                g = per_task[t]
+                seeds = ", ".join(_ratio(x) for x in g["per_seed"])
+                cells.append(f"{_ratio(g['ratio'])} [{seeds}] {'' if g['val_at_least_head'] else '(below head on val)'}")
+            lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
     lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on the same targets, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
               "| QuIC | angles | LoRA same targets / angles | LoRA all linear / angles |", "|---|---|---|---|"]
     for name, c in counts.items():
         if isinstance(c, dict) and "angles" in c:
             lines.append(f"| {name} | {c['angles']:,} | {c['ratio_lora']:.1f}x | {c['ratio_lora_all_linear']:.1f}x |")
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
-    for t in summary["targets"]:
-        value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
-        lines.append(f"| {t['target']} | {value} | {'n/a' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+    lines += ["", "Learning-rate searches (validation accuracy on the search seed, per rate):", ""]
+    for r in rows.values():
+        for t in tasks:
+            tried = ", ".join(f"{x['lr']:g}: {x['val']:.3f}" for x in r["tasks"][t]["search"])
+            lines.append(f"- {r['title']}, {t}: {tried}")
     lines += ["", f"Total time {summary['total_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -89,26 +102,9 @@ def accuracy_panels(points: list[tuple[str, int, dict[str, dict]]], tasks: list[
 
 
 def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
-    points = [(r["title"], r["trainable"], r["accuracy"]) for r in summary["adapters"].values()]
+    points = [(r["title"], r["trainable"], {t: v["test"] for t, v in r["tasks"].items()})
+              for r in summary["adapters"].values()]
     accuracy_panels(points, summary["settings"]["tasks"], "trainable numbers, adapter + head (log)", path)
-
-
-def plot_memory(summary: dict[str, Any], path: Path) -> None:
-    """Peak RSS per phase of the device loop, per adapter."""
-    plt = _plt()
-    rows = summary["adapters"]
-    phases = ("load", "first_step", "steady")
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3, 4))
-    width = 0.8 / len(phases)
-    for i, phase in enumerate(phases):
-        ax.bar([x + (i - 1) * width for x in range(len(rows))], [r["peak_rss_mib"][phase] for r in rows.values()], width,
-               label=phase.replace("_", " "))
-    ax.set_xticks(range(len(rows)), [r["title"].split(" = ")[0] for r in rows.values()], rotation=20, fontsize="small")
-    ax.set(ylabel="peak RSS (MiB)", title="Device loop (ONNX Runtime) peak RSS per phase")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_ablation(folder: Path, summary: dict[str, Any], stem: str = "ablation") -> None:

@@ -11,7 +11,9 @@ import sys
 from . import commands
 
 # Errors a user can fix: printed as one line with exit code 2, never as a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
+# quic_edge's own errors (BundleError, DeltaError, DataError, ExportError, CheckpointError, ...) are ValueErrors;
+# OSError covers missing files, permissions and a full disk.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,9 @@ def compound(A: torch.Tensor, k: int, subsets: torch.Tensor | None = None) -> to
     if k == 1:
         return A
     subsets = subset_table(n, k) if subsets is None else subsets  # (k, S)
-    rows = [A[..., subsets[t], :] for t in range(k)]  # k x (..., S, n)
-    entries = [[rows[t][..., subsets[u]] for u in range(k)] for t in range(k)]  # A[I_t, J_u]: (..., S, S)
+    # index_select exports as ONNX Gather (cheap gradient); advanced indexing would be GatherND plus transposes
+    rows = [A.index_select(-2, subsets[t]) for t in range(k)]  # k x (..., S, n)
+    entries = [[rows[t].index_select(-1, subsets[u]) for u in range(k)] for t in range(k)]  # A[I_t, J_u]: (..., S, S)
     total = None
     for perm in permutations(range(k)):
         term = entries[0][perm[0]]

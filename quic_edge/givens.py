@@ -75,9 +75,15 @@ def round_tables(n: int, layout: str = "planes", depth: int | None = None) -> Ro
 
 
 def round_matrices(angles: torch.Tensor, tables: RoundTables) -> torch.Tensor:
-    """[..., gates] angles -> [..., rounds, n, n] round matrices (one static gather)."""
+    """[..., gates] angles -> [..., rounds, n, n] round matrices (one static gather along the last axis: an ONNX
+    Gather, whose gradient is cheaper than the GatherND that advanced indexing exports to)."""
     values = torch.cat([torch.cos(angles), torch.sin(angles), -torch.sin(angles)], dim=-1)  # (..., 3G)
-    gathered = values[..., tables.index]  # (..., R, n, n)
+    return place(values, tables)  # (..., R, n, n)
+
+
+def place(values: torch.Tensor, tables: RoundTables) -> torch.Tensor:
+    """[..., V] values -> [..., R, n, n]: values[index] where mask is 1, the fixed entries elsewhere."""
+    gathered = values.index_select(-1, tables.index.reshape(-1)).reshape(*values.shape[:-1], *tables.index.shape)
     return gathered * tables.mask + tables.fixed
 
 
@@ -114,9 +120,7 @@ def unconstrained(values: torch.Tensor, n: int, tables: RoundTables | None = Non
     """[..., n(n-1)/2] free numbers -> [..., n, n] matrices I + T, T strictly upper triangular with the numbers in
     the planes circuit's pair order (the ablation's control: QuIC's parameter count without orthogonality).
     Built by the same static gather as a round (`tables`: upper_tables(n))."""
-    tables = tables if tables is not None else upper_tables(n)
-    gathered = values[..., tables.index]  # (..., 1, n, n)
-    return (gathered * tables.mask + tables.fixed)[..., 0, :, :]
+    return place(values, tables if tables is not None else upper_tables(n))[..., 0, :, :]
 
 
 def upper_tables(n: int) -> RoundTables:

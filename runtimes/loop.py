@@ -33,7 +33,7 @@ UNUSABLE_PREFIX = "unusable-"  # where start_over moves checkpoints that could n
 Schedule = Callable[[int], float]  # step (0-based) -> learning-rate multiplier
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """No checkpoint in the work folder can be used; the message names the folder and how to start over."""
 
 
@@ -240,17 +240,22 @@ class DeviceLoop(ABC):
         return self.work_dir / "checkpoints"
 
     def save_checkpoint(self) -> Path:
-        """Write a new checkpoint folder atomically (temp folder, fsync, rename); keep the newest `keep`."""
+        """Write a new checkpoint folder atomically (temp folder, fsync, rename); keep the newest `keep`. A failure on
+        the way (a full disk) removes the temporary folder and raises; the previous checkpoints stay as they were."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         final = self.checkpoint_dir / f"{CHECKPOINT_PREFIX}{self.step:08d}"
         tmp = self.checkpoint_dir / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        self._save_state(tmp)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        for p in tmp.iterdir():
-            _fsync_file(p)
-        atomic_write_bytes(tmp / CHECKPOINT_STATE, state_bytes(self.step, self.runtime, files, self.identity))
+        try:
+            self._save_state(tmp)
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+            for p in tmp.iterdir():
+                _fsync_file(p)
+            atomic_write_bytes(tmp / CHECKPOINT_STATE, state_bytes(self.step, self.runtime, files, self.identity))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if final.exists():
             _discard(final)
         os.replace(tmp, final)

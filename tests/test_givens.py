@@ -8,27 +8,34 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quic_edge.givens import circuit, gate_count, orthogonal
+from quic_edge.givens import brick_rounds, circuit, gate_count, orthogonal, planes_rounds
 
 
-def design_planes(n: int) -> list[list[tuple[int, int]]]:
-    """The circle method as DESIGN.md writes it (independent of the library's code)."""
-    m = n + (n % 2)
-    idx = list(range(m))
-    rounds = []
-    for _ in range(m - 1):
-        pairs = []
-        for k in range(m // 2):
-            a, b = idx[k], idx[m - 1 - k]
-            if n not in (a, b):
-                pairs.append((min(a, b), max(a, b)))
-        rounds.append(pairs)
-        idx = [idx[0], idx[m - 1]] + idx[1 : m - 1]
-    return rounds
+def check_planes_schedule(n: int, rounds: list[list[tuple[int, int]]]) -> None:
+    """What DESIGN.md section 2 asks of "planes", checked as properties (not by a second copy of the algorithm):
+    each round a set of disjoint pairs, every pair (i, j), i < j, exactly once overall, the round-robin number of
+    rounds (n - 1 for even n, n for odd), each round as full as the circle method allows, and the circle method's
+    first round (0, m-1), (1, m-2), ... with pairs holding the dummy index m - 1 = n (odd n) left out."""
+    m = n + n % 2
+    assert len(rounds) == m - 1
+    seen = [p for r in rounds for p in r]
+    assert sorted(seen) == [(i, j) for i in range(n) for j in range(i + 1, n)]
+    for r in rounds:
+        touched = [x for pair in r for x in pair]
+        assert len(touched) == len(set(touched)), r  # disjoint
+        assert all(i < j for i, j in r)
+        assert len(r) == n // 2
+    first = [(k, m - 1 - k) for k in range(m // 2) if m - 1 - k < n]
+    assert rounds[0] == first
 
 
-def design_brick(n: int) -> list[list[tuple[int, int]]]:
-    return [[(p, p + 1) for p in range(n - 1) if p % 2 == layer % 2] for layer in range(n)]
+def check_brick_schedule(n: int, rounds: list[list[tuple[int, int]]]) -> None:
+    """Round l rotates adjacent pairs (p, p + 1), p of the parity of l, ascending; n rounds."""
+    assert len(rounds) == n
+    for layer, r in enumerate(rounds):
+        assert all(j == i + 1 and i % 2 == layer % 2 for i, j in r)
+        assert [i for i, _ in r] == sorted(i for i, _ in r)
+        assert len(r) == len(range(layer % 2, n - 1, 2))
 
 
 def givens_matrix(n: int, i: int, j: int, t: float) -> np.ndarray:
@@ -49,23 +56,39 @@ def explicit_product(n: int, rounds, angles: np.ndarray) -> np.ndarray:
     return A
 
 
-DESIGN = {"planes": design_planes, "brick": design_brick}
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 30))
+def test_the_schedules_are_what_the_design_asks(n):
+    check_planes_schedule(n, planes_rounds(n))
+    check_brick_schedule(n, brick_rounds(n))
+
+
+def test_the_schedule_check_fails_on_a_wrong_schedule():
+    rounds = planes_rounds(6)
+    rounds[1], rounds[2] = rounds[2], rounds[1]  # a valid factorization, but not the circle method's order...
+    check_planes_schedule(6, rounds)  # ...is allowed (only the first round is pinned); these are not:
+    broken = [list(r) for r in planes_rounds(6)]
+    broken[0][0], broken[1][0] = broken[1][0], broken[0][0]
+    with pytest.raises(AssertionError):
+        check_planes_schedule(6, broken)
+    with pytest.raises(AssertionError):
+        check_planes_schedule(6, planes_rounds(6)[:-1])
 
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(2, 14), layout=st.sampled_from(["planes", "brick"]), seed=st.integers(0, 2**31), data=st.data())
 def test_circuit_equals_explicit_givens_product(n, layout, seed, data):
-    full = [r for r in DESIGN[layout](n) if r]
-    depth = data.draw(st.one_of(st.none(), st.integers(1, len(DESIGN[layout](n)))))
-    rounds = [r for r in DESIGN[layout](n)[: depth or None] if r]
+    schedule = planes_rounds(n) if layout == "planes" else brick_rounds(n)
+    depth = data.draw(st.one_of(st.none(), st.integers(1, len(schedule))))
+    rounds = [r for r in schedule[: depth or None] if r]
     assert circuit(n, layout, depth) == rounds
     gates = sum(len(r) for r in rounds)
     angles = np.random.default_rng(seed).uniform(-np.pi, np.pi, size=(2, gates))
     got = orthogonal(torch.from_numpy(angles), n, layout, depth).numpy()
     for b in range(2):
         np.testing.assert_allclose(got[b], explicit_product(n, rounds, angles[b]), atol=1e-12)
-    if depth is None:
-        assert gates == n * (n - 1) // 2 if layout == "planes" else gates == len([p for r in full for p in r])
+    if depth is None and layout == "planes":
+        assert gates == n * (n - 1) // 2
 
 
 @pytest.mark.parametrize("layout", ["planes", "brick"])

@@ -94,18 +94,20 @@ def test_train_command_in_a_torch_free_process_then_resume(bundle, tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
-        ("empty.csv", "", "no examples"),
-        ("header-only.csv", "text,label\n", "no examples"),
-        ("ragged.csv", "text,label\ngood day,pos\none,two,three\n", r"ragged.csv:3: expected 2 columns, got 3"),
+        ("empty.csv", "", "no usable examples"),
+        ("header-only.csv", "text,label\n", "no usable examples"),
+        ("ragged.csv", "text,label\ngood day,pos\none,two,three\n", r"ragged.csv:3: 3 columns, the header has 2: quote"),
         ("unknown.csv", "text,label\ngood day,pos\nso-so,meh\n", r"unknown.csv:3: label 'meh' is not one of"),
         ("bad.jsonl", '{"text": "fine", "label": "pos"}\n{"text": "oops",\n', r"bad.jsonl:2: not valid JSON"),
         ("nolabel.jsonl", '{"text": "fine"}\n', r"nolabel.jsonl:1: missing label"),
         ("data.txt", "whatever", "must be .csv"),
+        ("latin1.csv", b"text,label\ncaf\xe9,pos\n", r"latin1.csv:2: not utf-8 text .*--encoding cp1252"),
+        ("noheader.csv", "good day,pos\n", r"noheader.csv:1: the header must name the columns text and label"),
     ],
 )
 def test_bad_data_files_are_reported_with_their_line(bundle, tmp_path, capsys, name, content, match):
     path = tmp_path / name
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     rc = main(["train", "--bundle", str(bundle), "--data", str(path), "--out", str(tmp_path / "work"), "--no-progress"])
     assert rc == 2
     err = capsys.readouterr().err

@@ -23,6 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps, then linear decay to 0")
     p.add_argument("--eval", metavar="FILE", help="report accuracy on this data file after training")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--start-over", action="store_true",
+                   help="when no checkpoint in --out can be resumed, start from the bundle (they are kept aside)")
+    p.add_argument("--trusted-key", action="append", metavar="PEM",
+                   help="train only a bundle signed by this Ed25519 public key (repeatable; quic-edge keygen)")
+    p.add_argument("--expected-digest", metavar="SHA256", help="train only the bundle with this digest (manifest.sha256)")
+    p.add_argument("--encoding", help="text encoding of the data file (default: UTF-8, with or without a byte-order "
+                   "mark; UTF-16 with one)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="train on the valid rows and list the others, instead "
+                   "of refusing the file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -42,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")
-    loop = open_loop(args.bundle, args.out)
+    keys = [Path(k).read_bytes() for k in args.trusted_key] if args.trusted_key else None
+    loop = open_loop(args.bundle, args.out, start_over=args.start_over, trusted_keys=keys,
+                     expected_digest=args.expected_digest)
     if loop.manifest.get("task") != "classification" or "tokenizer" not in loop.manifest["files"]:
         raise ValueError(f"{args.bundle}: `quic-edge train` trains text classification bundles; this one is "
                          f"{loop.manifest.get('task')} on {loop.manifest.get('model')}")
-    examples = read_examples(args.data, loop.labels)
+    examples = read_examples(args.data, loop.labels, encoding=args.encoding, skip_bad_rows=args.skip_bad_rows)
     if args.lr is not None:
         loop.manifest["optimizer"]["lr"] = args.lr
     total = (len(examples) // loop.batch_size) * args.epochs
@@ -60,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
                "last_loss": report.losses[-1], "skipped_steps": report.skipped_steps, "seconds": round(report.seconds, 2),
                "checkpoint": str(checkpoint), "delta": str(delta)}
     if args.eval:
-        summary["accuracy"] = loop.evaluate(read_examples(args.eval, loop.labels))
+        summary["accuracy"] = loop.evaluate(read_examples(args.eval, loop.labels, encoding=args.encoding))
     print(json.dumps(summary, indent=2))
     return 0

@@ -12,7 +12,7 @@ class DataError(message: String) : IllegalArgumentException(message)
 object TrainingData {
     /** Rows of a CSV with a header naming the columns text and label (any order, more columns allowed). */
     fun readCsv(content: String, labels: List<String>, where: String = "data.csv"): List<Example> {
-        val records = parseCsv(content)
+        val records = parseCsv(content.removePrefix("\uFEFF"))  // Excel's "CSV UTF-8" starts with a byte-order mark
         if (records.isEmpty()) throw DataError("$where: no examples; give at least one text,label row")
         val header = records[0].second.map { lower(it.trim()) }
         if (!header.contains("text") || !header.contains("label")) {

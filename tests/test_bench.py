@@ -50,6 +50,12 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert all("val" in r and "test" in r for r in runs)
     assert "QuIC (1,2)" in (out / "compare.md").read_text() and "QuIC (1,2)" in capsys.readouterr().out
 
+    # an interrupted run picks up where it stopped: the same settings again train nothing new
+    (tmp_path / "work" / "bundles").rename(tmp_path / "moved")  # a run that trains would have to export again
+    assert main(["bench", "compare", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), "--no-progress"]) == 0
+    assert json.loads((out / "compare.json").read_text())["runs"] == runs
+    assert not (tmp_path / "work" / "bundles").exists()
+
 
 def test_quick_ablation_reports_angles_per_config(tmp_path):
     from quic_edge.bench.ablation import AblationSettings, run_ablation

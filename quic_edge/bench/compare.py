@@ -15,11 +15,13 @@ How (issue 12's protocol):
    (acc_QuIC - acc_head) / (acc_LoRA - acc_head).
 A bundle is exported per (adapter, rate, head rate) with generic labels (class0, class1, ...: every suite task is
 binary, so one bundle serves all tasks) and each seed loads its own initial tensors (DeviceLoop.load_parameters).
-Training jobs run in `jobs` fresh processes with one runtime thread each.
+Training jobs run in `jobs` fresh processes with one runtime thread each. Each finished job is appended to
+`<work>/rows.jsonl`; a run interrupted (a killed session) and started again with the same settings picks up there.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -68,7 +70,6 @@ def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     if "head" not in s.adapters:
         raise ValueError("adapters: the comparison needs head (its rate is every adapter's head rate)")
     root = Path(s.work)
-    shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
     runner = Runner(s, root, progress)
     head = runner.search("head", {task: None for task in s.tasks})
@@ -99,8 +100,31 @@ class Runner:
         self.splits = {(t, seed): suite_split(t, s.n_train, s.n_val, s.n_test, seed) for t in s.tasks for seed in s.seeds}
         self.exports: dict[tuple, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
+        self.done = self._resume()
         self.pool = ProcessPoolExecutor(max_workers=max(1, s.jobs), mp_context=get_context("spawn"))
         self.bar = tqdm(disable=not progress, desc="bench compare", unit="run")
+
+    def _resume(self) -> dict[tuple, dict[str, Any]]:
+        """Rows finished by an earlier run with the same settings (anything else in the work folder is removed)."""
+        settings, rows = self.root / "settings.json", self.root / "rows.jsonl"
+        wanted = json.dumps(asdict(self.s), sort_keys=True)
+        if not (settings.exists() and settings.read_text() == wanted and rows.exists()):
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root.mkdir(parents=True)
+            settings.write_text(wanted)
+            return {}
+        done = {}
+        for line in rows.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run may be torn
+                continue
+            done[_key(row)] = row
+        return done
+
+    def _record(self, row: dict[str, Any]) -> None:
+        with open(self.root / "rows.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -117,12 +141,22 @@ class Runner:
         """Train and evaluate (adapter, lr, head_lr, task, seed) jobs in parallel; the rows in job order."""
         futures = []
         for name, lr, head_lr, task, seed in jobs:
+            if (name, lr, head_lr, task, seed) in self.done:
+                futures.append(None)
+                continue
             export = self.export(name, lr, head_lr)
             work = self.root / "work" / f"{name}-{lr:g}-{task}-{seed}"
             futures.append(self.pool.submit(train_and_evaluate, export, self.splits[task, seed], seed, self.s, str(work)))
         rows = []
-        for (name, lr, head_lr, task, seed), future in zip(jobs, futures, strict=True):
-            row = future.result() | {"adapter": name, "lr": lr, "head_lr": head_lr, "task": task, "seed": seed}
+        for job, future in zip(jobs, futures, strict=True):
+            name, lr, head_lr, task, seed = job
+            if future is None:
+                row = self.done[job]
+            else:
+                export = self.exports[name, lr, head_lr]
+                row = future.result() | {"adapter": name, "lr": lr, "head_lr": head_lr, "task": task, "seed": seed,
+                                         "trainable": export["trainable"], "adapter_numbers": export["adapter_numbers"]}
+                self._record(row)
             self.bar.update(1)
             self.bar.set_postfix_str(f"{name} {task} lr {lr:g} seed {seed}: val {row['val']:.3f}")
             rows.append(row)
@@ -143,6 +177,10 @@ class Runner:
         rest = [(name, chosen[t]["lr"], head_lr[t], t, seed) for t in self.s.tasks for seed in self.s.seeds[1:]]
         self.run(rest)
         return chosen
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return row["adapter"], row["lr"], row["head_lr"], row["task"], row["seed"]
 
 
 def export_adapter(name: str, lr: float, head_lr: float | None, s: CompareSettings, out: Path) -> dict[str, Any]:
@@ -191,9 +229,9 @@ def train_and_evaluate(export: dict[str, Any], split, seed: int, s: CompareSetti
 
 def adapter_row(name: str, chosen: dict[str, dict[str, Any]], runner: Runner) -> dict[str, Any]:
     spec, rows = ADAPTERS[name], runner.rows
-    export = next(e for (n, _, _), e in runner.exports.items() if n == name)
-    result: dict[str, Any] = {"title": spec.title, "trainable": export["trainable"],
-                              "adapter_numbers": export["adapter_numbers"], "tasks": {}}
+    first = next(r for r in rows if r["adapter"] == name)
+    result: dict[str, Any] = {"title": spec.title, "trainable": first["trainable"],
+                              "adapter_numbers": first["adapter_numbers"], "tasks": {}}
     for task, choice in chosen.items():
         runs = [r for r in rows if r["adapter"] == name and r["task"] == task and r["lr"] == choice["lr"]
                 and r["head_lr"] == choice["head_lr"]]

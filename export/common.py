@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from quic_edge import hf
 from quic_edge.export import ExportError
 from quic_edge.export.staging import staged
 from quic_edge.formats.bundle import MANIFEST, write_manifest
@@ -65,9 +66,13 @@ def infer_task(model: nn.Module, loss: str | None) -> str:
         if loss not in set(TASKS.values()):
             raise ExportError(f"loss: must be one of {sorted(set(TASKS.values()))}, got {loss!r}")
         return loss
+    from_class = hf.task_of(model)
+    if from_class is not None:
+        return from_class
     name = getattr(model, "quic_base_name", None)
     if name not in TASKS:
-        raise ExportError("loss: this model is not one of quic_edge.models; say loss='classification' or 'causal-lm'")
+        raise ExportError(f"loss: the task of a {type(model).__name__} is unknown (not a transformers *For...Classification"
+                          " or *ForCausalLM class, nor one of quic_edge.models); say loss='classification' or 'causal-lm'")
     return TASKS[name]
 
 
@@ -143,7 +148,10 @@ def describe(
         raise ExportError("the model has no trainable tensors: its adapter trains nothing")
     model.eval()  # dropout off: the exported graphs are deterministic, so parity can be exact
     with torch.no_grad():
-        logits = model(*[torch.from_numpy(a) for a in inputs.values()])
+        try:
+            logits = hf.call(model, tuple(inputs), [torch.from_numpy(a) for a in inputs.values()])
+        except TypeError as err:  # a ModelOutput without logits, or inputs the model does not take
+            raise ExportError(f"example_batch: calling {type(model).__name__} with inputs {list(inputs)} failed: {err}") from None
     labels = list(labels) if labels else None
     _check_labels(task, labels, target, logits)
     vocab, classes = vocab_size(model), int(logits.shape[-1])
@@ -157,6 +165,7 @@ def describe(
         "inputs": [tensor_spec(n, a, _bounds(n, task, vocab, classes)) for n, a in inputs.items()],
         "target": tensor_spec(TARGET_NAME, target, _bounds(TARGET_NAME, task, vocab, classes))
         | ({"ignore_index": IGNORE_INDEX} if task == "causal-lm" else {}),
+        **({"preprocessing": pre} if (pre := hf.image_preprocessing(model)) else {}),
         "trainable": {n: list(p.shape) for n, p in trainable.items()},
         "optimizer": optimizer,
         "files": {},
@@ -199,6 +208,8 @@ def export_bundle(
 
 
 def _default_tokenizer(model: nn.Module) -> Path | None:
+    if hf.is_transformers_model(model):
+        return hf.tokenizer_file(model)
     if getattr(model, "quic_base_name", None) == "minilm":
         from quic_edge.models import minilm_path
 

@@ -50,7 +50,7 @@ def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str
 
     inputs, target = split_batch(example_batch)
     args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
-    program = _export_forward_backward(export(WithLoss(model, task).eval(), args, strict=False))
+    program = _export_forward_backward(export(WithLoss(model, task, tuple(inputs)).eval(), args, strict=False))
     table = core_aten_decompositions()
     table[torch.ops.aten.empty_permuted.default] = _empty_permuted  # no ExecuTorch kernel (SiLU's backward uses it)
     # The pip runtime has optimized (BLAS) kernels for mm/bmm/linear/add but only a naive loop for addmm, which every

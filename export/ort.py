@@ -31,9 +31,11 @@ from torch import nn
 from quic_edge.export.common import ExportError, export_bundle, split_batch
 from quic_edge.export.ort_graph import (
     RECOMPUTE_SESSION_OPTIONS,
+    cast_like_to_cast,
     patch_layer_norm,
     recompute_in_backward,
     scale_parameters,
+    split_sequences_to_split,
     strip_prefix,
 )
 from quic_edge.formats.optimizer import stored_scales
@@ -79,7 +81,7 @@ def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging:
 def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> onnx.ModelProto:
     """The (loss, logits) graph of `model` with the model's parameter names on its initializers."""
     inputs, target = split_batch(example_batch)
-    wrapper = WithLoss(model, task).eval()
+    wrapper = WithLoss(model, task, tuple(inputs)).eval()
     args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
     with _quiet():
         program = torch.onnx.export(
@@ -89,6 +91,8 @@ def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -
     proto = program.model_proto
     strip_prefix(proto, WRAPPER_PREFIX)
     patch_layer_norm(proto)
+    cast_like_to_cast(proto)
+    split_sequences_to_split(proto)
     return proto
 
 

@@ -3,6 +3,10 @@
 - `strip_prefix`: initializers named as the model's own parameters (not the loss wrapper's).
 - `patch_layer_norm`: LayerNormalization gets its Mean and InvStdDev outputs (ORT's gradient builder reads them;
   onnxruntime#22465).
+- `cast_like_to_cast`: CastLike(x, like) becomes Cast(x, to=like's type); ORT's gradient builder has no CastLike
+  (DistilBERT's attention mask and other `torch.finfo(dtype).min` patterns export to it).
+- `split_sequences_to_split`: SplitToSequence followed by SequenceAt at constant positions becomes one Split (ORT has
+  no gradient for sequence ops; `tensor.split(size, dim)`, as in GPT-2's attention, exports to them).
 - `scale_parameters`: a learning-rate multiplier per tensor, inside ONNX Runtime's own optimizer. ORT's optimizer
   graph runs one AdamW (or SGD) over all trainable tensors in an order the C++ side does not fix, so rates cannot be
   split there. Instead a tensor w is stored as theta = w / c and the graph computes with c * theta: AdamW's step on
@@ -35,6 +39,70 @@ def patch_layer_norm(proto: onnx.ModelProto) -> None:
     for k, node in enumerate(proto.graph.node):
         if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
             node.output.extend([f"{node.output[0]}__mean_{k}", f"{node.output[0]}__inv_std_{k}"])
+
+
+def cast_like_to_cast(proto: onnx.ModelProto) -> int:
+    """Replace every CastLike whose second input has a known element type by a Cast to that type; returns how many."""
+    types = {v.name: v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.value_info,
+                                                            *proto.graph.output)}
+    types |= {i.name: i.data_type for i in proto.graph.initializer}
+    if any(n.op_type == "CastLike" and not types.get(n.input[1]) for n in proto.graph.node):
+        inferred = onnx.shape_inference.infer_shapes(proto)
+        types |= {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    count = 0
+    for k, node in enumerate(proto.graph.node):
+        if node.op_type == "CastLike" and node.domain in ("", "ai.onnx") and types.get(node.input[1]):
+            cast = helper.make_node("Cast", [node.input[0]], list(node.output), name=node.name or f"cast_like_{k}",
+                                    to=types[node.input[1]])
+            proto.graph.node[k].CopyFrom(cast)
+            count += 1
+    return count
+
+
+def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    found = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            value = next((a for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                found[node.output[0]] = numpy_helper.to_array(value.t)
+    return found
+
+
+def split_sequences_to_split(proto: onnx.ModelProto) -> int:
+    """Each SplitToSequence whose sizes, axis length and readers' positions are constant becomes a Split whose outputs
+    the former SequenceAt readers return (through Identity); returns how many were rewritten."""
+    graph, constants = proto.graph, _constants(proto)
+    splits = [n for n in graph.node if n.op_type == "SplitToSequence" and n.domain in ("", "ai.onnx")]
+    if not splits:
+        return 0
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
+    shapes |= {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    count = 0
+    for node in splits:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axis, keep = int(attrs.get("axis", 0)), int(attrs.get("keepdims", 1))
+        readers = [n for n in graph.node if node.output[0] in n.input]
+        shape = shapes.get(node.input[0])
+        if (len(node.input) < 2 or node.input[1] not in constants or not shape or shape[axis] is None or not keep
+                or any(r.op_type != "SequenceAt" or r.input[1] not in constants for r in readers)):
+            continue
+        size, length = constants[node.input[1]], shape[axis]
+        sizes = [int(x) for x in size.reshape(-1)] if size.ndim else (
+            [int(size)] * (length // int(size)) + ([length % int(size)] if length % int(size) else []))
+        parts = [f"{node.output[0]}__part{i}" for i in range(len(sizes))]
+        sizes_name = f"{node.output[0]}__sizes"
+        graph.initializer.append(numpy_helper.from_array(np.array(sizes, dtype=np.int64), sizes_name))
+        at = list(graph.node).index(node)
+        graph.node.insert(at, helper.make_node("Split", [node.input[0], sizes_name], parts, axis=axis,
+                                               name=f"{node.name or 'split'}__as_split"))
+        for reader in readers:
+            index = int(constants[reader.input[1]]) % len(sizes)
+            reader.CopyFrom(helper.make_node("Identity", [parts[index]], list(reader.output), name=reader.name))
+        graph.node.remove(node)
+        count += 1
+    return count
 
 
 def scale_parameters(proto: onnx.ModelProto, scales: dict[str, float]) -> None:

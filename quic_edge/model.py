@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import rotations
+from . import hf, rotations
 from .config import QuICConfig
 from .layer import QuICLinear
 from .quantize import base_dtype, quantize_int8
@@ -40,6 +40,11 @@ def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, b
     """
     if has_adapter(model):
         raise AdapterError("apply_quic: this model already has an adapter; merge(model) or unload(model) it first")
+    hf.make_exportable(model)  # a transformers model with SDPA attention: eager attention, with a notice
+    if hf.is_transformers_model(model) and hf.task_of(model) == "classification" and not hf.head_modules(
+            model, config.trainable_modules):
+        raise ValueError(f"trainable_modules: none of {config.trainable_modules} is a module of {type(model).__name__}; "
+                         "name its task head, for example QuICConfig(trainable_modules=('classifier',))")
     original = frozenset(n for n, p in model.named_parameters() if p.requires_grad)
     if quantize:
         quantize_int8(model, skip=config.trainable_modules)
@@ -54,10 +59,14 @@ def apply_quic(model: nn.Module, config: QuICConfig, *, quantize: bool = True, b
     train_only(model, delta)
     set_state(model, AdapterState(
         "quic", config, base_fingerprint(model, exclude=set(delta)), base_dtype(model),
-        base_model if base_model is not None else getattr(model, "quic_base_name", ""), config.trainable_modules,
+        base_model if base_model is not None else _base_name(model), config.trainable_modules,
         original,
     ))
     return model
+
+
+def _base_name(model: nn.Module) -> str:
+    return hf.base_name(model) if hf.is_transformers_model(model) else getattr(model, "quic_base_name", "")
 
 
 def _replace_targets(model: nn.Module, config: QuICConfig) -> list[QuICLinear]:

@@ -24,7 +24,7 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     flat = weight.detach().float().reshape(weight.shape[0], -1)
     scale = flat.abs().amax(dim=1).clamp(min=1e-12) / 127.0
     q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q.reshape(weight.shape), scale
+    return q.reshape(weight.shape).contiguous(), scale  # contiguous: a transposed (Conv1D) weight stays exportable
 
 
 class Int8Linear(nn.Module):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import hf
 from .data import batches
 from .formats.optimizer import lr_scales, optimizer_spec
 from .state import delta_parameters
@@ -55,10 +56,12 @@ def fit(model: nn.Module, data: Iterable[dict[str, np.ndarray]], optimizer: dict
     """Train the model's delta (quic_edge.state.delta_parameters) over `data` (batches of numpy arrays, the target
     under 'labels', inputs in the model's argument order); returns the loss of every step."""
     opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(delta_parameters(model), optimizer)
-    wrapper = WithLoss(model, task).eval()
+    wrapper = None
     losses = []
     for step, batch in enumerate(data):
-        inputs = [torch.from_numpy(np.ascontiguousarray(a)) for name, a in batch.items() if name != TARGET_NAME]
+        names = tuple(name for name in batch if name != TARGET_NAME)
+        wrapper = wrapper or WithLoss(model, task, names).eval()
+        inputs = [torch.from_numpy(np.ascontiguousarray(batch[name])) for name in names]
         loss, _ = wrapper(*inputs, torch.from_numpy(np.ascontiguousarray(batch[TARGET_NAME])))
         loss.backward()
         if on_step is not None:
@@ -77,7 +80,7 @@ def predict(model: nn.Module, inputs: dict[str, np.ndarray], batch_size: int = 6
     chunks = []
     for start in range(0, count, batch_size):
         args = [torch.from_numpy(np.ascontiguousarray(a[start : start + batch_size])) for a in inputs.values()]
-        chunks.append(model(*args).numpy())
+        chunks.append(hf.call(model, tuple(inputs), args).numpy())
     return np.concatenate(chunks)
 
 

@@ -26,7 +26,7 @@ from quic_edge import models
 from quic_edge.config import QuICConfig
 from quic_edge.model import apply_quic
 from quic_edge.state import delta_parameters
-from quic_edge.tasks import TASKS, example_batch
+from quic_edge.tasks import example_batch
 from quic_edge.training import fit
 
 # Settings per optimizer: SGD needs a larger rate to move the angles measurably in 20 steps.
@@ -68,10 +68,13 @@ def parity_model(name: str, seed: int = 0) -> torch.nn.Module:
     return apply_quic(model, QuICConfig(target_modules=models.DEFAULT_TARGETS[name]))
 
 
-def batches(name: str, steps: int, seed: int = 0, shape: tuple[int, int] | None = None) -> list[dict[str, np.ndarray]]:
-    """Different data every step (seeded by the step); text batches padded (random lengths, mask 0 at the end)."""
-    batch_size, seq_len = shape or SHAPES[name]
-    return [example_batch(name, batch_size, seq_len, NUM_LABELS, seed=seed + 1000 * step, padded=True)
+def batches(name: str | torch.nn.Module, steps: int, seed: int = 0,
+            shape: tuple[int, int] | None = None) -> list[dict[str, np.ndarray]]:
+    """Different data every step (seeded by the step); text batches padded (random lengths, mask 0 at the end).
+    `name`: one of quic_edge.models, or a transformers model (its config gives the shapes and label count)."""
+    batch_size, seq_len = shape or SHAPES.get(name if isinstance(name, str) else "", (2, 8))
+    classes = NUM_LABELS if isinstance(name, str) else None
+    return [example_batch(name, batch_size, seq_len, classes, seed=seed + 1000 * step, padded=True)
             for step in range(steps)]
 
 
@@ -79,7 +82,7 @@ def _copy(tensors: dict[str, Any]) -> Tensors:
     return {n: (t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)).copy() for n, t in tensors.items()}
 
 
-def eager_trace(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarray]], spec: dict[str, Any]) -> Trace:
+def eager_trace(model: torch.nn.Module, task: str, data: list[dict[str, np.ndarray]], spec: dict[str, Any]) -> Trace:
     """Losses, gradients at every step and parameters before and after, in PyTorch eager (quic_edge.training.fit),
     with the optimizer entry of the runtime's bundle (`spec`: name, rates, groups)."""
     params = delta_parameters(model)
@@ -88,7 +91,7 @@ def eager_trace(model: torch.nn.Module, name: str, data: list[dict[str, np.ndarr
     def capture(step: int, loss: torch.Tensor) -> None:
         trace.gradients.append({n: p.grad.detach().numpy().copy() for n, p in params.items()})
 
-    trace.losses = fit(model, data, spec, task=TASKS[name], on_step=capture)
+    trace.losses = fit(model, data, spec, task=task, on_step=capture)
     trace.final = _copy(params)
     return trace
 
@@ -102,16 +105,18 @@ def device_trace(loop: Any, data: list[dict[str, np.ndarray]]) -> Trace:
     return trace
 
 
-def collect(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
+def collect(runtime: str, name: str | torch.nn.Module, steps: int = 20, optimizer: str = "adamw", seed: int = 0,
             work_dir: str | Path | None = None, shape: tuple[int, int] | None = None,
             head_lr: float | None = None) -> ParityRun:
-    """Train `steps` steps on both sides from one init and data; both traces. head_lr: the head in its own
+    """Train `steps` steps on both sides from one init and data; both traces. `name`: one of quic_edge.models (QuIC
+    on its default targets) or an adapted model (a transformers one, say). head_lr: the head in its own
     learning-rate group (weight decay 0 then, as ONNX Runtime requires for groups)."""
     from quic_edge.export import export_bundle
+    from quic_edge.export.common import infer_task
     from quic_edge.runtimes import open_loop
 
-    if name not in models.MODELS:
-        raise ValueError(f"model: must be one of {models.MODELS}, got {name!r}")
+    if isinstance(name, str) and name not in models.MODELS:
+        raise ValueError(f"model: must be one of {models.MODELS} or an adapted model, got {name!r}")
     if steps < 1:
         raise ValueError(f"steps: must be >= 1, got {steps}")
     lr, weight_decay = LR.get(optimizer), WEIGHT_DECAY.get(optimizer)
@@ -119,18 +124,21 @@ def collect(runtime: str, name: str, steps: int = 20, optimizer: str = "adamw", 
         raise ValueError(f"optimizer: must be one of {sorted(LR)}, got {optimizer!r}")
     if head_lr is not None:
         weight_decay = 0.0
-    model = parity_model(name, seed)
+    model = parity_model(name, seed) if isinstance(name, str) else name
     reference = copy.deepcopy(model)
     data = batches(name, steps, seed, shape)
-    labels = [f"class{i}" for i in range(NUM_LABELS)] if TASKS[name] == "classification" else None
+    task = infer_task(model, None)
+    classes = NUM_LABELS if isinstance(name, str) else int(model.config.num_labels)
+    labels = [f"class{i}" for i in range(classes)] if task == "classification" else None
     with tempfile.TemporaryDirectory(prefix="parity-", dir=work_dir) as tmp:
         manifest = export_bundle(runtime, model, data[0], Path(tmp) / "bundle", optimizer=optimizer, lr=lr,
                                  weight_decay=weight_decay, labels=labels, head_lr=head_lr)
         loop = open_loop(Path(tmp) / "bundle", Path(tmp) / "work")
         device = device_trace(loop, data)
         del loop
-    eager = eager_trace(reference, name, data, manifest["optimizer"])
-    return ParityRun(runtime, name, optimizer, steps, lr, weight_decay, eager, device)
+    eager = eager_trace(reference, task, data, manifest["optimizer"])
+    label = name if isinstance(name, str) else type(name).__name__
+    return ParityRun(runtime, label, optimizer, steps, lr, weight_decay, eager, device)
 
 
 # ---- the verdict -------------------------------------------------------------------------------------------------

@@ -69,3 +69,25 @@ def _comma_list(text: str, item: type, name: str) -> tuple:
         return tuple(item(p) for p in parts)
     except ValueError:
         raise ValueError(f"{_flag(name)}: give {item.__name__} values separated by commas, got {text!r}") from None
+
+
+MODEL_HELP = ("base model: minilm (bundled), llama-tiny, mlp, or a folder saved by transformers' save_pretrained "
+              "(config.json + .safetensors; its tokenizer.json travels into the bundle)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model NAME_OR_FOLDER and --task, shared by export, info and deploy."""
+    from quic_edge.hf import TASK_CHOICES
+
+    p.add_argument("--model", default="minilm", metavar="NAME_OR_FOLDER", help=MODEL_HELP + " (default minilm)")
+    p.add_argument("--task", choices=TASK_CHOICES,
+                   help="the head a model folder gets (default: from its config's architectures)")
+
+
+def load_model(args: argparse.Namespace, num_labels: int, seed: int = 0) -> tuple[Any, QuICConfig]:
+    """The base model the flags name, and the QuICConfig the flags ask for on it (the model's usual targets unless
+    --targets says otherwise)."""
+    from quic_edge import models
+
+    model, _ = models.load(args.model, num_labels=num_labels, seed=seed, task=getattr(args, "task", None))
+    return model, config_from_arguments(args, target_modules=models.default_targets(args.model, model))

@@ -107,6 +107,58 @@ def _rebuild_with_eager_attention(model: nn.Module) -> None:
     model.config._attn_implementation = "eager"
 
 
+# Targets a user of each family usually adapts (PEFT's defaults: attention query and value); others: all linear.
+DEFAULT_TARGETS = {
+    ("bert", "roberta", "xlm-roberta", "electra", "vit", "deit", "camembert"): ("query", "value"),
+    ("distilbert",): ("q_lin", "v_lin"),
+    ("gpt2",): ("c_attn",),
+    ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "smollm3"): ("q_proj", "v_proj"),
+}
+TASK_CHOICES = ("classification", "image-classification", "causal-lm")
+
+
+def default_targets(model: nn.Module) -> tuple[str, ...] | str:
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    return next((t for types, t in DEFAULT_TARGETS.items() if model_type in types), "all-linear")
+
+
+def load_folder(folder: str | Path, task: str | None = None, num_labels: int = 2, seed: int = 0) -> nn.Module:
+    """A local from_pretrained checkpoint (config.json + safetensors) with the head of `task` (default: from the
+    config's architectures; a bare encoder gets a classification head, a vision one an image classifier). A new head
+    is initialised from `seed`; attention is eager (exportable) from the start."""
+    import json
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"--model {folder}: not a model folder (no config.json); give a from_pretrained folder or one "
+                         "of minilm, llama-tiny, mlp")
+    if not any(folder.glob("*.safetensors")):
+        raise ValueError(f"--model {folder}: no .safetensors weights (pickled .bin files are not loaded); convert them "
+                         "with transformers' save_pretrained(safe_serialization=True)")
+    config = json.loads(config_file.read_text())
+    if task is None:
+        architecture = (config.get("architectures") or [""])[0]
+        task = next((t for ending, t in TASK_BY_CLASS.items() if architecture.endswith(ending)), None)
+        task = "image-classification" if task == "classification" and "image_size" in config else task
+        task = task or ("image-classification" if "image_size" in config else "classification")
+    if task not in TASK_CHOICES:
+        raise ValueError(f"--task: must be one of {TASK_CHOICES}, got {task!r}")
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized head weights" is what we ask for
+    auto = {"classification": transformers.AutoModelForSequenceClassification,
+            "image-classification": transformers.AutoModelForImageClassification,
+            "causal-lm": transformers.AutoModelForCausalLM}[task]
+    extra = {} if task == "causal-lm" else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+    torch.manual_seed(seed)
+    model = auto.from_pretrained(folder, attn_implementation="eager", use_safetensors=True, **extra)
+    return model.eval()
+
+
 def base_name(model: nn.Module) -> str:
     """A short name of a transformers model's base for bundles and deltas: its folder's name, or its model type."""
     config = getattr(model, "config", None)

@@ -70,16 +70,30 @@ def quiet_third_party_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def load(name: str = "minilm", num_labels: int = 2, seed: int = 0) -> tuple[nn.Module, object | None]:
-    """(model, tokenizer) for a base model by name; the head (and random-init models) seeded by `seed`.
+def load(name: str = "minilm", num_labels: int = 2, seed: int = 0, task: str | None = None) -> tuple[nn.Module, object | None]:
+    """(model, tokenizer) for a base model by name, or from a local `from_pretrained` folder (a transformers model
+    with the head of `task`, quic_edge.hf.load_folder; its tokenizer.json when there is one); the head (and
+    random-init models) seeded by `seed`.
 
     Example:
         >>> model, tokenizer = load("minilm", num_labels=3)
+        >>> model, tokenizer = load("/models/my-bert", num_labels=3)
     """
-    if name not in MODELS:
-        raise ValueError(f"model: unknown model {name!r}; choose one of {MODELS}")
     if num_labels < 1:
         raise ValueError(f"num_labels: must be >= 1, got {num_labels}")
+    if name not in MODELS:
+        if not Path(name).is_dir():
+            raise ValueError(f"model: {name!r} is neither one of {MODELS} nor a model folder")
+        quiet_third_party_logs()
+        from . import hf
+
+        model = hf.load_folder(name, task, num_labels, seed)
+        found = hf.tokenizer_file(model)
+        if found is None:
+            return model, None
+        from tokenizers import Tokenizer
+
+        return model, Tokenizer.from_file(str(found))
     quiet_third_party_logs()
     torch.manual_seed(seed)
     if name == "minilm":
@@ -112,6 +126,15 @@ def _tiny_llama() -> nn.Module:
         num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, attn_implementation="eager",
     )
     return CausalLM(LlamaForCausalLM(config))
+
+
+def default_targets(name: str, model: nn.Module) -> tuple[str, ...] | str:
+    """The layers QuIC adapts unless told otherwise: the named models' own, a transformers family's usual ones."""
+    if name in DEFAULT_TARGETS:
+        return DEFAULT_TARGETS[name]
+    from . import hf
+
+    return hf.default_targets(model)
 
 
 def input_names(name: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from quic_edge.data import Example, batches, encode_examples
+from quic_edge.data import Example, batches, encode_examples, label_ids
 from quic_edge.formats.atomic import atomic_write_bytes, fsync_dir
 from quic_edge.formats.bundle import BundleError, bundle_file, sha256_file, verify_bundle
 from quic_edge.formats.checkpoint import STATE_FILE as CHECKPOINT_STATE
@@ -26,6 +26,7 @@ from quic_edge.formats.checkpoint import CheckpointStateError, read_state, state
 from quic_edge.formats.delta_file import write_delta_file
 from quic_edge.formats.identity import identity_mismatch, identity_of
 from quic_edge.formats.optimizer import lr_scales
+from quic_edge.images import ImageExample, encode_images
 
 CHECKPOINT_PREFIX = "ckpt-"
 UNUSABLE_PREFIX = "unusable-"  # where start_over moves checkpoints that could not be resumed (kept, never deleted)
@@ -182,8 +183,12 @@ class DeviceLoop(ABC):
     def batch_size(self) -> int:
         return int(self.manifest["inputs"][0]["shape"][0])
 
-    def encode(self, examples: list[Example]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Tokenize examples as the bundle's tokenizer does: (inputs [n, seq], label ids [n])."""
+    def encode(self, examples: list[Example] | list[ImageExample]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(inputs, label ids [n]): text tokenized as the bundle's tokenizer does ([n, seq]); images of a vision
+        bundle preprocessed as its manifest says ([n, C, size, size])."""
+        if "preprocessing" in self.manifest:
+            pixels = encode_images(examples, self.manifest["preprocessing"])
+            return {self.manifest["inputs"][0]["name"]: pixels}, label_ids(examples, self.labels)
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(bundle_file(self.bundle_dir, self.manifest, "tokenizer")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from quic_edge.config_cli import add_config_arguments
+from quic_edge.config_cli import add_config_arguments, add_model_arguments
 from quic_edge.export import EXPORTERS
 
 
@@ -12,12 +12,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a training bundle (QuIC adapters on a frozen int8 base) for a device runtime",
-        description="Load a base model, put QuIC adapters on its default target layers (int8 base, head trainable) "
-        "and write a bundle a device loop trains as it is: the runtime's training files, tokenizer, labels and "
+        description="Load a base model (by name, or a transformers folder as from_pretrained reads it), put QuIC "
+        "adapters on its usual target layers or --targets (int8 base, head trainable) and write a bundle a device "
+        "loop trains as it is: the runtime's training files, tokenizer (text) or preprocessing (images), labels and "
         "manifest.json with the sha256 of every file.",
     )
     p.add_argument("--runtime", choices=sorted(EXPORTERS), default="ort", help="device runtime (default ort)")
-    p.add_argument("--model", choices=("minilm", "llama-tiny", "mlp"), default="minilm", help="base model (default minilm)")
+    add_model_arguments(p)
     p.add_argument("--labels", help="comma-separated label names of a classification model, e.g. a,b,c")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer (default adamw)")
@@ -34,23 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from quic_edge import models
-    from quic_edge.config_cli import config_from_arguments
+    from quic_edge import hf
+    from quic_edge.config_cli import load_model
     from quic_edge.export import export_bundle
     from quic_edge.model import apply_quic
     from quic_edge.tasks import TASKS, example_batch
 
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    if TASKS[args.model] == "classification" and not labels:
-        raise ValueError(f"--labels: a {args.model} classification bundle needs label names, e.g. --labels a,b,c")
     if args.batch_size < 1 or args.seq_len < 2:
         raise ValueError("--batch-size must be >= 1 and --seq-len >= 2")
-    config = config_from_arguments(args, target_modules=models.DEFAULT_TARGETS[args.model])
     key = Path(args.sign).read_bytes() if args.sign else None
-    num_labels = len(labels) if labels else 1
-    model, _ = models.load(args.model, num_labels=num_labels, seed=args.seed)
+    num_labels = len(labels) if labels else 2
+    model, config = load_model(args, num_labels, seed=args.seed)
+    task = TASKS.get(args.model) or hf.task_of(model)
+    if task == "classification" and not labels:
+        raise ValueError(f"--labels: a classification bundle of {args.model} needs label names, e.g. --labels a,b,c")
     model = apply_quic(model, config)
-    batch = example_batch(args.model, args.batch_size, args.seq_len, num_labels)
+    batch = example_batch(args.model if args.model in TASKS else model, args.batch_size, args.seq_len, num_labels)
     manifest = export_bundle(args.runtime, model, batch, args.out, labels=labels, optimizer=args.optimizer, lr=args.lr,
                              head_lr=args.head_lr, signing_key=key)
     numbers = sum(1 for _ in manifest["trainable"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from quic_edge.config_cli import add_config_arguments
+from quic_edge.config_cli import add_config_arguments, add_model_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "size n, the compound orders, the identity padding inside each block and the trainable angles; then totals. "
         "--compare-lora R adds LoRA rank R on the same layers and on all linear layers, and the ratios.",
     )
-    p.add_argument("--model", default="minilm", choices=("minilm", "llama-tiny", "mlp"), help="base model (default minilm)")
+    add_model_arguments(p)
     p.add_argument("--compare-lora", type=int, metavar="R", help="add the LoRA rank-R count and the ratios")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     add_config_arguments(p)
@@ -24,12 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quic_edge import models
-    from quic_edge.config_cli import config_from_arguments
+    from quic_edge.config_cli import load_model
     from quic_edge.counts import count
 
-    config = config_from_arguments(args, target_modules=models.DEFAULT_TARGETS[args.model])
-    model, _ = models.load(args.model, num_labels=2)
+    model, config = load_model(args, num_labels=2)
     result = count(model, config, args.compare_lora)
     result["model"] = args.model
     print(json.dumps(result, indent=2) if args.json else table(result))

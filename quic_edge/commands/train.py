@@ -10,13 +10,14 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a bundle on a csv/jsonl file (text,label) with its runtime's device loop",
+        help="train a bundle on a csv/jsonl file (text,label) or images (folder or .npz) with its runtime's device loop",
         description="Verify the bundle, resume from the newest good checkpoint in --out, train over the examples "
         "in shuffled fixed-size batches, save a checkpoint after each epoch, and export the personal delta "
         "(--out/delta.safetensors). Torch is not needed (the device loop is torch-free).",
     )
     p.add_argument("--bundle", required=True, help="bundle folder (from quic-edge export)")
-    p.add_argument("--data", required=True, help="data file: .csv with columns text,label or .jsonl")
+    p.add_argument("--data", required=True, help="text bundles: .csv/.tsv with columns text,label, or .jsonl; vision "
+                   "bundles: a folder of <label>/<image> files, or an .npz with arrays images and labels")
     p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
     p.add_argument("--out", required=True, help="work folder: checkpoints/ and delta.safetensors")
     p.add_argument("--lr", type=float, help="learning rate (default: the bundle's)")
@@ -47,6 +48,7 @@ def linear_schedule(warmup: int, total: int):
 
 def run(args: argparse.Namespace) -> int:
     from quic_edge.data import read_examples
+    from quic_edge.images import read_images
     from quic_edge.runtimes import open_loop
 
     if args.epochs < 1:
@@ -54,10 +56,17 @@ def run(args: argparse.Namespace) -> int:
     keys = [Path(k).read_bytes() for k in args.trusted_key] if args.trusted_key else None
     loop = open_loop(args.bundle, args.out, start_over=args.start_over, trusted_keys=keys,
                      expected_digest=args.expected_digest)
-    if loop.manifest.get("task") != "classification" or "tokenizer" not in loop.manifest["files"]:
-        raise ValueError(f"{args.bundle}: `quic-edge train` trains text classification bundles; this one is "
+    images = "preprocessing" in loop.manifest
+    if loop.manifest.get("task") != "classification" or not (images or "tokenizer" in loop.manifest["files"]):
+        raise ValueError(f"{args.bundle}: `quic-edge train` trains text and image classification bundles; this one is "
                          f"{loop.manifest.get('task')} on {loop.manifest.get('model')}")
-    examples = read_examples(args.data, loop.labels, encoding=args.encoding, skip_bad_rows=args.skip_bad_rows)
+
+    def read(path: str, skip_bad_rows: bool = False) -> list:
+        if images:
+            return read_images(path, loop.labels)
+        return read_examples(path, loop.labels, encoding=args.encoding, skip_bad_rows=skip_bad_rows)
+
+    examples = read(args.data, args.skip_bad_rows)
     if args.lr is not None:
         loop.manifest["optimizer"]["lr"] = args.lr
     total = (len(examples) // loop.batch_size) * args.epochs
@@ -71,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
                "last_loss": report.losses[-1], "skipped_steps": report.skipped_steps, "seconds": round(report.seconds, 2),
                "checkpoint": str(checkpoint), "delta": str(delta)}
     if args.eval:
-        summary["accuracy"] = loop.evaluate(read_examples(args.eval, loop.labels, encoding=args.encoding))
+        summary["accuracy"] = loop.evaluate(read(args.eval))
     print(json.dumps(summary, indent=2))
     return 0

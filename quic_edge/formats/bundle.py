@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -197,6 +198,8 @@ def check_manifest(manifest: Any, where: str) -> None:
     for i, spec in enumerate(inputs):
         _check_spec(spec, f"{where}: inputs[{i}]")
     _check_spec(manifest.get("target"), f"{where}: target")
+    if "preprocessing" in manifest:
+        _check_preprocessing(manifest["preprocessing"], inputs[0], f"{where}: preprocessing")
     trainable = manifest.get("trainable")
     if not isinstance(trainable, dict) or not trainable:
         raise BundleError(f"{where}: trainable must map tensor names to shapes")
@@ -251,6 +254,26 @@ def _check_spec(spec: Any, where: str) -> None:
     ignore = spec.get("ignore_index")
     if ignore is not None and (not isinstance(ignore, int) or isinstance(ignore, bool)):
         raise BundleError(f"{where} ({spec['name']}): ignore_index must be an integer, got {ignore!r}")
+
+
+def _check_preprocessing(pre: Any, first_input: dict[str, Any], where: str) -> None:
+    """A vision bundle's image preprocessing: square size and channels matching its first input [n, C, size, size],
+    one finite mean and a positive finite std per channel, a positive rescale."""
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not isinstance(pre, dict):
+        raise BundleError(f"{where} must be an object (size, channels, mean, std, rescale)")
+    size, channels = pre.get("size"), pre.get("channels")
+    if first_input.get("shape", [None])[1:] != [channels, size, size] or not isinstance(size, int) or size < 1:
+        raise BundleError(f"{where}: size {size!r} and channels {channels!r} do not match the input shape "
+                          f"{first_input.get('shape')}")
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if not isinstance(values, list) or len(values) != channels or not all(number(v) for v in values):
+            raise BundleError(f"{where}: {key} must be {channels} finite numbers, got {values!r}")
+    if not all(v > 0 for v in pre["std"]) or not (number(pre.get("rescale")) and pre["rescale"] > 0):
+        raise BundleError(f"{where}: std and rescale must be positive")
 
 
 def _check_optimizer(spec: Any, trainable: set[str], where: str) -> None:

@@ -83,11 +83,14 @@ def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -
     inputs, target = split_batch(example_batch)
     wrapper = WithLoss(model, task, tuple(inputs)).eval()
     args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
-    with _quiet():
-        program = torch.onnx.export(
-            wrapper, args, dynamo=True, optimize=False, input_names=[*inputs, TARGET_NAME],
-            output_names=list(OUTPUTS), verbose=False,
-        )
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                wrapper, args, dynamo=True, optimize=False, input_names=[*inputs, TARGET_NAME],
+                output_names=list(OUTPUTS), verbose=False,
+            )
+    except Exception as err:  # torch.onnx's own errors carry pages of advice for PyTorch developers
+        raise _conversion_error(err, wrapper, args) from None
     proto = program.model_proto
     strip_prefix(proto, WRAPPER_PREFIX)
     patch_layer_norm(proto)
@@ -180,6 +183,28 @@ def _gradient_error(err: RuntimeError, proto: onnx.ModelProto) -> ExportError:
         f"ONNX Runtime cannot differentiate the op {op} (from module {module}); rewrite that module with "
         "differentiable ops (Gather, MatMul, Mul, Add, ...) or freeze it. Nothing was written."
     )
+
+
+def _conversion_error(err: Exception, wrapper: nn.Module, args: tuple[torch.Tensor, ...]) -> ExportError:
+    """The op ONNX cannot express and the module it comes from (found in torch.export's graph)."""
+    text = str(err)
+    found = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+    if found is None:
+        last = next((line for line in reversed(text.splitlines()) if "Error" in line), text.strip()[-300:])
+        return ExportError(f"the model could not be converted to ONNX: {last.strip()}")
+    op, module = found.group(1), "an unknown module"
+    try:
+        graph = torch.export.export(wrapper, args, strict=False).graph
+        for node in graph.nodes:
+            stack = node.meta.get("nn_module_stack") or {}
+            if node.op == "call_function" and op.split(".")[-1] in str(node.target) and stack:
+                path, kind = list(stack.values())[-1]
+                module = f"{path.removeprefix('L__self__.').removeprefix(WRAPPER_PREFIX)} ({getattr(kind, '__name__', kind)})"
+                break
+    except Exception:  # noqa: BLE001 - the search only improves the message
+        pass
+    return ExportError(f"ONNX has no form of the op {op} (from module {module}); rewrite that module with ops ONNX "
+                       "expresses, or export for --runtime executorch. Nothing was written.")
 
 
 def _module_of(proto: onnx.ModelProto, op: str | None, node_name: str | None) -> str:

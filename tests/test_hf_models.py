@@ -120,3 +120,36 @@ def test_device_training_matches_eager(runtime, name):
     assert report["within"], report["failures"]
     assert report["gradient_steps_checked"] == 3
     assert np.isfinite(report["losses_runtime"]).all()
+
+
+class _Odd(torch.nn.Module):
+    def __init__(self, op) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class _WithAnOddLayer(torch.nn.Module):
+    def __init__(self, op) -> None:
+        super().__init__()
+        self.fc1, self.odd, self.classifier = torch.nn.Linear(64, 32), _Odd(op), torch.nn.Linear(32, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.odd(self.fc1(features)))
+
+
+@pytest.mark.parametrize(("op", "expected"), [
+    (lambda x: x.cumprod(-1), r"ONNX has no form of the op prims\.prod \(from module odd \(.*_Odd\)\).*executorch"),
+    (lambda x: torch.atan2(x, x + 1), r"ONNX Runtime cannot differentiate the op Atan \(from module odd \(.*_Odd\)\)"),
+])
+def test_an_architecture_that_cannot_export_names_the_op_the_module_and_what_to_do(op, expected, tmp_path):
+    from quic_edge.export import ExportError, export_bundle
+
+    model = _WithAnOddLayer(op).eval()
+    model.quic_base_name = "mlp"
+    quic_edge.apply_quic(model, QuICConfig(target_modules=("fc1",), blocks=1, orders=(1,)))
+    with pytest.raises(ExportError, match=expected):
+        export_bundle("ort", model, example_batch("mlp", 4, 1, 3), tmp_path / "b", labels=["a", "b", "c"])
+    assert not (tmp_path / "b").exists()

@@ -9,6 +9,7 @@ into the pixel values the bundle's manifest describes (`preprocessing`: size, ch
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,16 +67,17 @@ def _read_npz(path: Path) -> list[ImageExample]:
             if "images" not in data.files or "labels" not in data.files:
                 raise DataError(f"{path}: needs arrays 'images' and 'labels', found {data.files}")
             images, labels = data["images"], data["labels"]
-            names = [str(x) for x in data["label_names"]] if "label_names" in data.files else None
-    except (ValueError, OSError) as err:  # pickled object arrays are refused: allow_pickle=False
+            names = [str(x) for x in np.ravel(data["label_names"])] if "label_names" in data.files else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:  # pickles refused: allow_pickle=False
         raise DataError(f"{path}: not a readable .npz of plain arrays ({err})") from None
-    if images.ndim not in (3, 4) or len(images) != len(labels) or labels.ndim != 1:
-        raise DataError(f"{path}: 'images' must be [n, H, W] or [n, H, W, C] and 'labels' [n]; got {images.shape} "
-                        f"and {labels.shape}")
+    if labels.ndim != 1 or images.ndim not in (3, 4) or len(images) != len(labels) or min(images.shape[1:3]) < 1 \
+            or (images.ndim == 4 and not 1 <= images.shape[3] <= 4):
+        raise DataError(f"{path}: 'images' must be [n, H, W] or [n, H, W, C] (C 1 to 4) and 'labels' [n]; got "
+                        f"{images.shape} and {labels.shape}")
     if not np.issubdtype(images.dtype, np.number) or not np.isfinite(images).all():
         raise DataError(f"{path}: 'images' must hold finite numbers")
     if names is not None:
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(names):
+        if not np.issubdtype(labels.dtype, np.integer) or len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
             raise DataError(f"{path}: with 'label_names', 'labels' must be integers in 0..{len(names) - 1}")
         text = [names[int(i)] for i in labels]
     else:

@@ -25,6 +25,7 @@ from quic_edge.formats.bundle import BundleError, check_manifest, read_manifest
 from quic_edge.formats.checkpoint import CheckpointStateError, read_state, state_bytes
 from quic_edge.formats.delta_file import DeltaError, read_delta_file, write_delta_file
 from quic_edge.formats.identity import IdentityError, identity_of, make_identity
+from quic_edge.images import encode_images, read_images
 
 FUZZ_CASES = 300
 SLOW_CASES = 10_000
@@ -154,6 +155,26 @@ def label_files(tmp_path: Path, data: st.DataObject) -> None:
         pass
 
 
+def image_files(tmp_path: Path, data: st.DataObject) -> None:
+    """.npz image sets: random bytes, or arrays of any dtype and shape under the expected and other names."""
+    path = tmp_path / "images.npz"
+    if data.draw(st.booleans()):
+        path.write_bytes(data.draw(st.binary(max_size=300)))
+    else:
+        dtypes = st.sampled_from([np.uint8, np.float32, np.float64, np.int64, np.bool_, "U3"])
+        arrays = {name: data.draw(hnp.arrays(data.draw(dtypes), hnp.array_shapes(min_dims=0, max_dims=4, max_side=4)))
+                  for name in data.draw(st.sets(st.sampled_from(["images", "labels", "label_names", "x"]), max_size=4))}
+        np.savez(path, **arrays)
+    try:
+        examples = read_images(path, labels=data.draw(st.none() | st.lists(st.text(max_size=2), max_size=3)))
+        pre = {"size": 3, "channels": data.draw(st.sampled_from([1, 3])), "mean": [0.5] * 3, "std": [0.5] * 3,
+               "rescale": 1 / 255}
+        pre["mean"], pre["std"] = pre["mean"][: pre["channels"]], pre["std"][: pre["channels"]]
+        assert encode_images(examples, pre).shape == (len(examples), pre["channels"], 3, 3)
+    except DataError:
+        pass
+
+
 def fleet_updates(data: st.DataObject) -> None:
     reference = {"a.angles": np.zeros((1, 3, 4), np.float32), "classifier.weight": np.zeros((2, 3), np.float32)}
     tensors = {name: data.draw(hnp.arrays(data.draw(st.sampled_from([np.float32, np.float64, np.int64, np.bool_])),
@@ -185,7 +206,7 @@ def identities_and_configs(data: st.DataObject) -> None:
 PROPERTIES = {"manifest fields": manifest_fields, "fleet updates": fleet_updates,
               "identities and configs": identities_and_configs}
 FILE_PROPERTIES = {"manifest files": manifest_files, "deltas": delta_files, "checkpoint states": checkpoint_states,
-                   "data files": data_files, "label files": label_files}
+                   "data files": data_files, "label files": label_files, "image sets": image_files}
 
 
 def _run(name: str, cases: int, tmp_path: Path) -> None:

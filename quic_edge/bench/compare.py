@@ -105,10 +105,10 @@ class Runner:
         self.bar = tqdm(disable=not progress, desc="bench compare", unit="run")
 
     def _resume(self) -> dict[tuple, dict[str, Any]]:
-        """Rows finished by an earlier run with the same data settings (another adapter list or job count may pick them
-        up; a run with other data settings starts afresh: the work folder is removed)."""
+        """Rows finished by an earlier run with the same data settings (another list of adapters, tasks or seeds, or
+        another job count, picks them up; a run with other data settings starts afresh: the work folder is removed)."""
         settings, rows = self.root / "settings.json", self.root / "rows.jsonl"
-        data = ("tasks", "seeds", "n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len", "quick")
+        data = ("n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len", "quick")  # rows are keyed by task, seed
         wanted = json.dumps({k: v for k, v in asdict(self.s).items() if k in data}, sort_keys=True)
         if not (settings.exists() and settings.read_text() == wanted and rows.exists()):
             shutil.rmtree(self.root, ignore_errors=True)

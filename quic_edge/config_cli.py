@@ -71,16 +71,15 @@ def _comma_list(text: str, item: type, name: str) -> tuple:
         raise ValueError(f"{_flag(name)}: give {item.__name__} values separated by commas, got {text!r}") from None
 
 
+MODEL_TASKS = ("classification", "image-classification", "causal-lm")  # the heads a model folder can get
 MODEL_HELP = ("base model: minilm (bundled), llama-tiny, mlp, or a folder saved by transformers' save_pretrained "
               "(config.json + .safetensors; its tokenizer.json travels into the bundle)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--model NAME_OR_FOLDER and --task, shared by export, info and deploy."""
-    from quic_edge.hf import TASK_CHOICES
-
     p.add_argument("--model", default="minilm", metavar="NAME_OR_FOLDER", help=MODEL_HELP + " (default minilm)")
-    p.add_argument("--task", choices=TASK_CHOICES,
+    p.add_argument("--task", choices=MODEL_TASKS,
                    help="the head a model folder gets (default: from its config's architectures)")
 
 

@@ -114,7 +114,6 @@ DEFAULT_TARGETS = {
     ("gpt2",): ("c_attn",),
     ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "smollm3"): ("q_proj", "v_proj"),
 }
-TASK_CHOICES = ("classification", "image-classification", "causal-lm")
 
 
 def default_targets(model: nn.Module) -> tuple[str, ...] | str:
@@ -144,8 +143,10 @@ def load_folder(folder: str | Path, task: str | None = None, num_labels: int = 2
         task = next((t for ending, t in TASK_BY_CLASS.items() if architecture.endswith(ending)), None)
         task = "image-classification" if task == "classification" and "image_size" in config else task
         task = task or ("image-classification" if "image_size" in config else "classification")
-    if task not in TASK_CHOICES:
-        raise ValueError(f"--task: must be one of {TASK_CHOICES}, got {task!r}")
+    from .config_cli import MODEL_TASKS
+
+    if task not in MODEL_TASKS:
+        raise ValueError(f"--task: must be one of {MODEL_TASKS}, got {task!r}")
     import transformers
     from transformers.utils import logging as hf_logging
 

@@ -10,10 +10,12 @@ import pytest
 from quic_edge.cli import main
 from quic_edge.runtimes.parity import collect, judge, run_parity, within_targets
 
+SMALL = [(runtime, name, optimizer) for runtime in ("ort", "executorch") for name in ("mlp", "llama-tiny")
+         for optimizer in ("adamw", "sgd")]
 
-@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
-@pytest.mark.parametrize("name", ["mlp", "llama-tiny"])
-@pytest.mark.parametrize("runtime", ["ort", "executorch"])
+
+@pytest.mark.parametrize(("runtime", "name", "optimizer"), [
+    pytest.param(*case, marks=pytest.mark.slow) if case == ("executorch", "llama-tiny", "sgd") else case for case in SMALL])
 def test_parity_small_models(runtime, name, optimizer):
     report = run_parity(runtime, name, steps=20, optimizer=optimizer)
     assert report["within"], report["failures"]
@@ -23,7 +25,7 @@ def test_parity_small_models(runtime, name, optimizer):
     assert {m["side"] for m in report["moved"]} == {"eager", "runtime"}
 
 
-@pytest.mark.parametrize("runtime", ["ort", "executorch"])
+@pytest.mark.parametrize("runtime", ["ort", pytest.param("executorch", marks=pytest.mark.slow)])  # ExecuTorch: 40 s
 def test_parity_minilm_short(runtime):
     """The real MiniLM, padded masks, 3 AdamW steps at batch 2 x 16: short enough for every run."""
     report = judge(collect(runtime, "minilm", steps=3, optimizer="adamw", shape=(2, 16)))

@@ -74,8 +74,9 @@ def _read_npz(path: Path) -> list[ImageExample]:
             or (images.ndim == 4 and not 1 <= images.shape[3] <= 4):
         raise DataError(f"{path}: 'images' must be [n, H, W] or [n, H, W, C] (C 1 to 4) and 'labels' [n]; got "
                         f"{images.shape} and {labels.shape}")
-    if not np.issubdtype(images.dtype, np.number) or not np.isfinite(images).all():
-        raise DataError(f"{path}: 'images' must hold finite numbers")
+    if not np.issubdtype(images.dtype, np.number) or np.iscomplexobj(images) or not np.isfinite(images).all() or (
+            images.size and np.abs(images).max() > np.finfo(np.float32).max):
+        raise DataError(f"{path}: 'images' must hold finite real numbers (within float32's range)")
     if names is not None:
         if not np.issubdtype(labels.dtype, np.integer) or len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
             raise DataError(f"{path}: with 'label_names', 'labels' must be integers in 0..{len(names) - 1}")

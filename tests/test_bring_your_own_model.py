@@ -114,6 +114,9 @@ def test_bad_image_data_is_refused_with_the_path(tmp_path):
     np.savez(tmp_path / "nan.npz", images=np.full((2, 4, 4), np.nan), labels=np.array([0, 1]))
     with pytest.raises(DataError, match="finite"):
         read_images(tmp_path / "nan.npz")
+    np.savez(tmp_path / "huge.npz", images=np.full((2, 4, 4), 1e300), labels=np.array([0, 1]))  # inf as float32
+    with pytest.raises(DataError, match="float32's range"):
+        read_images(tmp_path / "huge.npz")
     np.savez(tmp_path / "ok.npz", images=np.zeros((2, 4, 4)), labels=np.array([0, 7]))
     with pytest.raises(DataError, match=r"labels \['7'\] are not in the bundle's label set"):
         read_images(tmp_path / "ok.npz", labels=["0", "1"])

@@ -1,14 +1,17 @@
-"""Peak RSS and step time of the device loops: QuIC vs LoRA rank 8 vs full fine-tuning on ONNX Runtime, and QuIC on
-ExecuTorch beside them, in one run.
+"""Training memory and step time on the device loops, adapter against adapter, in one run (issue 11).
 
-    .venv/bin/python benchmarks/device_memory.py        # writes benchmarks/results/device_memory.{json,md}
+    .venv/bin/python benchmarks/device_memory.py [--rounds 3]   # writes benchmarks/results/device_memory.{json,md}
 
-MiniLM (real weights), batch 8 x sequence 64, AdamW, each adapter exported the same way (quic_edge.export; QuIC and
-LoRA on query/value of an int8 base, full fine-tuning fp32), each measured in a fresh process by
-quic_edge.bench.memory (the tool behind `quic-edge bench memory`): peak RSS (VmHWM) after load, first step and
-steady state; ORT with enable_mem_pattern=False and the CPU arena on (its default) and off, intra-op threads ORT's
-choice; ExecuTorch with one intra-op thread (its loop's default). ExecuTorch's Python runtime imports torch; its
-own memory-planned buffer sizes are reported beside the process figure.
+MiniLM (real weights), batch 8 x sequence 64, AdamW; every adapter of quic_edge.bench.common (head only, LoRA r8 on
+query/value, QuIC (1,2), QuIC (1,2,3), full fine-tuning) exported the same way, so the comparison measures adapters,
+not export settings: the same int8 base (fp32 for full fine-tuning), the same recompute rewrite of the training graph
+(export/ort_graph.py; `--before` adds bundles without it), the same session options.
+Each measurement is a fresh process (quic_edge.bench.memory: peak RSS after load, first step, steady state, and the
+median step); rounds alternate the adapters' order (round r starts at adapter r), and the report gives the median and
+the spread (min to max) over rounds, and ratios to LoRA r8 within each round. ONNX Runtime: CPU arena on (its
+default) and off. Beside the measurements, the attribution of each ONNX Runtime bundle (quic_edge.bench.attribution):
+what a step keeps from forward to backward, by kind, from the graph ORT runs. ExecuTorch: its planned buffers for
+QuIC (1,2) and LoRA r8 (its Python runtime imports torch, so its process figure is mostly torch).
 """
 
 from __future__ import annotations
@@ -16,76 +19,126 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from quic_edge.bench.common import ADAPTERS
 from quic_edge.bench.memory import measure_fresh
 
 BATCH, SEQ, STEPS, LABELS = 8, 64, 20, ["a", "b", "c"]
-RUNS = (("ort", "quic", "on"), ("ort", "quic", "off"), ("ort", "lora8", "on"), ("ort", "lora8", "off"),
-        ("ort", "full", "on"), ("ort", "full", "off"), ("executorch", "quic", "-"))
-SPECS = {"quic": "quic12", "lora8": "lora8", "full": "full"}  # the adapters of quic_edge.bench.common
+ORT_ADAPTERS = ("head", "lora8", "quic12", "quic123", "full")
+BEFORE_ADAPTERS = ("lora8", "quic12")  # also exported without the recompute rewrite, with --before
+ET_ADAPTERS = ("lora8", "quic12")
+ARENAS = ("on", "off")
 
 
-def export_all(root: Path) -> dict[str, dict]:
-    """One MiniLM bundle per (runtime, adapter), exported the same way."""
-    from quic_edge.delta import save_delta
+def export(adapter: str, runtime: str, folder: Path, recompute: bool = True) -> dict[str, Any]:
     from quic_edge.export import export_bundle
     from quic_edge.tasks import example_batch
 
-    batch = example_batch("minilm", BATCH, SEQ, len(LABELS))
-    out = {}
-    for runtime, adapter in dict.fromkeys((r, a) for r, a, _ in RUNS):
-        model = ADAPTERS[SPECS[adapter]].build(len(LABELS), seed=0)
-        start = time.perf_counter()
-        folder = root / f"{runtime}-{adapter}"
-        manifest = export_bundle(runtime, model, batch, folder, labels=LABELS, optimizer="adamw", lr=1e-3)
-        files = {role: (folder / rel).stat().st_size for role, rel in manifest["files"].items()}
-        out[f"{runtime}/{adapter}"] = {"bundle": str(folder), "export_seconds": time.perf_counter() - start,
-                                       "file_bytes": files, "bundle_bytes": sum(files.values())}
-        if adapter == "quic" and runtime == "ort":
-            out[f"{runtime}/{adapter}"]["delta_bytes"] = save_delta(model, root / "quic-delta.safetensors").stat().st_size
-    return out
+    model = ADAPTERS[adapter].build(len(LABELS), seed=0)
+    start = time.perf_counter()
+    manifest = export_bundle(runtime, model, example_batch("minilm", BATCH, SEQ, len(LABELS)), folder, labels=LABELS,
+                             optimizer="adamw", lr=1e-3, recompute=recompute)
+    files = {role: (folder / rel).stat().st_size for role, rel in manifest["files"].items()}
+    return {"bundle": str(folder), "export_seconds": time.perf_counter() - start, "bundle_bytes": sum(files.values())}
 
 
-def table(results: dict) -> str:
-    rows = ["| runtime | adapter | CPU arena | trainable | steps | peak RSS load / first step / steady (MiB) | median step (ms) "
-            "| runtime's planned buffers (MiB) | bundle (MB) | checkpoint (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for runtime, adapter, arena in RUNS:
-        info, m = results["exports"][f"{runtime}/{adapter}"], results["runs"][f"{runtime}/{adapter}/{arena}"]
-        r, planned = m["peak_rss_mib"], m["runtime_memory"].get("planned_total_mib")
-        rows.append(f"| {runtime} | {adapter} | {arena} | {m['trainable_numbers']:,} | {m['steps']} | {r['load']:.0f} / "
-                    f"{r['first_step']:.0f} / {r['steady']:.0f} | {m['median_step_ms']:.0f} | "
-                    f"{'-' if planned is None else f'{planned:.1f}'} | {info['bundle_bytes'] / 1e6:.1f} | "
-                    f"{m['checkpoint_bytes'] / 1e6:.1f} |")
-    return "\n".join(rows)
+def peak(measured: dict[str, Any]) -> float:
+    """The peak RSS of a run: the highest of its phases."""
+    return max(measured["peak_rss_mib"].values())
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True) -> dict[str, Any]:
+    from quic_edge.bench.attribution import attribute
+
+    bundles = {(a, "ort", True): export(a, "ort", root / f"ort-{a}") for a in ORT_ADAPTERS}
+    if before:
+        bundles |= {(a, "ort", False): export(a, "ort", root / f"ort-{a}-no-recompute", recompute=False)
+                    for a in BEFORE_ADAPTERS}
+    if executorch:
+        bundles |= {(a, "executorch", True): export(a, "executorch", root / f"et-{a}") for a in ET_ADAPTERS}
+    cases = [(a, "ort", True, arena) for a in ORT_ADAPTERS for arena in ARENAS]
+    cases += [(a, "ort", False, "on") for a in BEFORE_ADAPTERS] if before else []
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        order = cases[r % len(cases):] + cases[: r % len(cases)]
+        for adapter, runtime, recompute, arena in order:
+            key = f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
+            bundle = bundles[adapter, runtime, recompute]["bundle"]
+            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS, cpu_arena=arena == "on")
+            runs.setdefault(key, []).append(measured)
+            if progress:
+                print(f"round {r}: {key}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
+    if executorch:
+        for adapter in ET_ADAPTERS:
+            key = f"executorch/{adapter}/recompute/arena--"
+            runs[key] = [measure_fresh(bundles[adapter, "executorch", True]["bundle"], root / "work" / f"et-{adapter}", 5)]
+    summary = {key: {"peak_rss_mib": spread([peak(m) for m in ms]), "median_step_ms": spread([m["median_step_ms"]
+                                                                                               for m in ms]),
+                     "phases_last_round": ms[-1]["peak_rss_mib"], "trainable": ms[-1]["trainable_numbers"],
+                     "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib")} for key, ms in runs.items()}
+    ratios = {}
+    for adapter in ORT_ADAPTERS:
+        for arena in ARENAS:
+            mine, lora = (runs[f"ort/{a}/recompute/arena-{arena}"] for a in (adapter, "lora8"))
+            ratios[f"{adapter}/arena-{arena}"] = {
+                "peak": spread([peak(m) / peak(lo) for m, lo in zip(mine, lora, strict=True)]),
+                "step": spread([m["median_step_ms"] / lo["median_step_ms"] for m, lo in zip(mine, lora, strict=True)])}
+    attribution = {f"{a}/{'recompute' if rc else 'no-recompute'}": attribute(b["bundle"])
+                   for (a, rt, rc), b in bundles.items() if rt == "ort"}
+    return {"settings": {"model": "minilm", "batch": BATCH, "seq_len": SEQ, "steps": STEPS, "rounds": rounds,
+                         "optimizer": "adamw"},
+            "exports": {f"{a}/{rt}/{rc}": b for (a, rt, rc), b in bundles.items()}, "summary": summary,
+            "ratios_to_lora8": ratios, "attribution": attribution}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Rounds: {results['settings']['rounds']} (fresh process each; median, min-max).", "",
+             "| runtime / adapter / graph / arena | trainable | peak RSS MiB | peak / LoRA r8 | median step ms | "
+             "step / LoRA r8 | planned buffers MiB |", "|---|---|---|---|---|---|---|"]
+    for key, s in results["summary"].items():
+        runtime, adapter, graph, arena = key.split("/")
+        ratio = results["ratios_to_lora8"].get(f"{adapter}/{arena}") if graph == "recompute" and runtime == "ort" else None
+        p, t = s["peak_rss_mib"], s["median_step_ms"]
+        planned = "-" if s["planned_mib"] is None else f"{s['planned_mib']:.1f}"
+        peak_ratio = "-" if ratio is None else _range(ratio["peak"], ".3f")
+        step_ratio = "-" if ratio is None else _range(ratio["step"], ".2f")
+        lines.append(f"| {key} | {s['trainable']:,} | {_range(p, '.1f')} | {peak_ratio} | {_range(t, '.0f')} | {step_ratio} | "
+                     f"{planned} |")
+    kinds = sorted({k for a in results["attribution"].values() for k in a["stashed"]})
+    lines += ["", "Kept from forward to backward (MiB, from the graph ONNX Runtime runs):", "",
+              "| bundle | " + " | ".join(kinds) + " | total | peak of live tensors |",
+              "|---|" + "---|" * (len(kinds) + 2)]
+    for name, a in results["attribution"].items():
+        cells = [f"{a['stashed'].get(k, {}).get('mib', 0.0):.1f}" for k in kinds]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {a['stashed_mib']:.1f} | {a['peak_live_mib']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _range(s: dict[str, float], spec: str) -> str:
+    return f"{s['median']:{spec}} ({s['min']:{spec}}-{s['max']:{spec}})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results", help="results folder")
     parser.add_argument("--work", default="runs/bench-device", help="scratch folder for bundles and checkpoints")
-    parser.add_argument("--et-steps", type=int, default=STEPS, help=f"ExecuTorch training steps (default {STEPS})")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per case (default 3)")
+    parser.add_argument("--before", action="store_true", help="also measure LoRA and QuIC without the recompute rewrite")
+    parser.add_argument("--no-executorch", action="store_true", help="skip the ExecuTorch planned-buffer figures")
     args = parser.parse_args()
     root = Path(args.work)
     shutil.rmtree(root, ignore_errors=True)
-    steps = {"ort": STEPS, "executorch": args.et_steps}
-    results = {"settings": {"model": "minilm", "batch": BATCH, "seq_len": SEQ, "steps": steps, "optimizer": "adamw",
-                            "ort_session": "enable_mem_pattern=False, intra-op threads: ORT default"},
-               "exports": export_all(root), "runs": {}}
-    for runtime, adapter, arena in RUNS:
-        bundle = results["exports"][f"{runtime}/{adapter}"]["bundle"]
-        work = root / f"work-{runtime}-{adapter}-{arena}"
-        measured = measure_fresh(bundle, work, steps[runtime], cpu_arena=arena != "off")
-        results["runs"][f"{runtime}/{adapter}/{arena}"] = measured
-        print(f"{runtime} {adapter} {arena}: {measured['peak_rss_mib']} {measured['median_step_ms']:.0f} ms", flush=True)
+    results = run(args.rounds, root, args.before, not args.no_executorch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "device_memory.json").write_text(json.dumps(results, indent=2))
-    (out / "device_memory.md").write_text(table(results) + "\n")
-    print(table(results))
-
-
-if __name__ == "__main__":
-    main()
+    (out / "device_memory.md").write_text(markdown(results))
+    print(markdown(results))

@@ -97,9 +97,6 @@ def _chains(graph: Any) -> tuple[set[str], dict[str, str]]:
         inputs = [i for i in node.input if i]
         if any(i in from_data for i in inputs):
             from_data.update(node.output)
-            for i in inputs:  # the adapter meets the activations here: its input slices count as rotation too
-                if i in from_adapter:
-                    continue
         elif inputs and all(i in from_int8 or i.endswith(("_scale", "weight_scale")) for i in inputs):
             from_int8.update(node.output)
         for i in inputs:
@@ -118,7 +115,7 @@ def _chains(graph: Any) -> tuple[set[str], dict[str, str]]:
 
 def stashed_by_kind(graph: Any, sizes: dict[str, int]) -> dict[str, dict[str, Any]]:
     """The tensors kept from forward to backward, grouped by kind: {kind: {"mib", "count", "largest"}}."""
-    from quic_edge.export.ort_graph import is_backward, stashed_tensors
+    from quic_edge.export.ort_graph import stashed_tensors
 
     producer = {o: n.op_type for n in graph.node for o in n.output}
     int8_chain, adapter_chain = _chains(graph)
@@ -126,7 +123,6 @@ def stashed_by_kind(graph: Any, sizes: dict[str, int]) -> dict[str, dict[str, An
     proto_like = type("P", (), {"graph": graph})()
     for name in stashed_tensors(proto_like):
         groups[kind(name, producer.get(name, ""), int8_chain, adapter_chain)].append((size_of(name, sizes), name))
-    del is_backward
     return {k: {"mib": sum(s for s, _ in rows) / MIB, "count": len(rows),
                 "largest": [n for _, n in sorted(rows, reverse=True)[:3]]} for k, rows in sorted(groups.items())}
 

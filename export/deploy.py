@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from quic_edge import models
+from quic_edge import hf, models
 from quic_edge.delta import DeltaError, from_delta, read_delta_file
 from quic_edge.export.staging import staged
 from quic_edge.formats.bundle import sha256_file
 from quic_edge.model import merge
 from quic_edge.state import delta_parameters
+from quic_edge.tasks import TARGET_NAME, example_batch
 
 DEPLOY_MANIFEST = "deploy.json"
 DEPLOY_FORMAT = "quic-edge-deploy"
@@ -45,57 +46,112 @@ def example_inputs(batch: int = 1, seq_len: int = 64) -> tuple[torch.Tensor, tor
 
 def deploy(
     delta_path: str | Path, runtime: str, out_dir: str | Path, *, labels: list[str] | None = None,
-    swappable: bool = False, batch: int = 1, seq_len: int = 64, base_model: str | None = None,
+    swappable: bool = False, batch: int = 1, seq_len: int = 64, base_model: str | None = None, task: str | None = None,
 ) -> dict:
-    """Merge a delta into its int8 base and write an inference folder for `runtime`; returns the folder's manifest."""
+    """Merge a delta into its int8 base and write an inference folder for `runtime`; returns the folder's manifest.
+
+    `base_model`: the base the delta was trained on: minilm (the default), or the `from_pretrained` folder of a
+    transformers model (its task from the config unless `task` says otherwise)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: must be one of {RUNTIMES}, got {runtime!r}")
     if swappable and runtime != "onnx":
         raise ValueError("swappable: the swappable graph is an ONNX model; use --runtime onnx")
     _, meta = read_delta_file(delta_path)
-    if base_model is not None and meta.get("base_model") != base_model:
-        raise DeltaError(f"{delta_path} was trained on base {meta.get('base_model')!r}, not {base_model!r}")
-    if meta.get("base_model") != "minilm":
-        raise DeltaError(f"{delta_path}: deploy serves MiniLM text classifiers; this delta's base is {meta.get('base_model')!r}")
-    model = from_delta(delta_path)
-    classes = model.classifier.out_features
-    labels = list(labels) if labels else [f"label_{i}" for i in range(classes)]
-    if len(labels) != classes:
-        raise ValueError(f"labels: the delta's head has {classes} outputs, got {len(labels)} names")
+    model = _adapted_model(delta_path, meta, base_model, task)
     merged = merge(copy.deepcopy(model)).eval()
+    names = hf.input_names(model)
+    inputs = _example(model, max(batch, 2) if runtime == "onnx" else batch, seq_len)
+    with torch.no_grad():
+        reference = hf.call(merged, names, [torch.from_numpy(inputs[k]) for k in names]).numpy()
+    labels = _labels(model, labels, reference)
     with staged(out_dir, is_ours=lambda d: (d / DEPLOY_MANIFEST).is_file()) as staging:
-        files, parity = _write_runtime_files(runtime, model, merged, staging, swappable, batch, seq_len)
-        (staging / "labels.json").write_text(json.dumps(labels))
-        files["labels"] = "labels.json"
-        manifest = _manifest(runtime, delta_path, meta, labels, files, parity, staging, batch, seq_len)
+        files, parity = _write_runtime_files(runtime, model, merged, staging, swappable, inputs, reference)
+        if labels is not None:
+            (staging / "labels.json").write_text(json.dumps(labels))
+            files["labels"] = "labels.json"
+        first = list(inputs[names[0]].shape)
+        shape = first if runtime == "executorch" else ["batch", "sequence"] if names == hf.TEXT_INPUTS else ["batch", *first[1:]]
+        manifest = _manifest(runtime, delta_path, meta, model, labels, files, parity, staging, shape)
     return manifest
 
 
-def _write_runtime_files(runtime, model, merged, staging, swappable, batch, seq_len) -> tuple[dict, dict]:
+def _adapted_model(delta_path: str | Path, meta: dict, base_model: str | None, task: str | None) -> nn.Module:
+    """The model the delta was trained on, adapted and loaded: MiniLM by name, a transformers model from its folder."""
+    trained_on = meta.get("base_model")
+    if base_model is not None and base_model not in models.MODELS:  # a folder: from_delta checks its fingerprint
+        model = from_delta(delta_path, base=base_model, task=task)
+        if not hf.is_transformers_model(model):
+            raise DeltaError(f"--model {base_model}: deploy takes MiniLM or a transformers model folder")
+        return model
+    if base_model is not None and trained_on != base_model:
+        raise DeltaError(f"{delta_path} was trained on base {trained_on!r}, not {base_model!r}")
+    if trained_on in models.MODELS and trained_on != "minilm":
+        raise DeltaError(f"{delta_path}: deploy serves MiniLM and transformers models; this delta's base is "
+                         f"{trained_on!r}, a test model")
+    if trained_on != "minilm":
+        raise DeltaError(f"{delta_path} was trained on {trained_on!r}: give its model folder (--model FOLDER)")
+    return from_delta(delta_path)
+
+
+def _example(model: nn.Module, batch: int, seq_len: int) -> dict[str, np.ndarray]:
+    """Inputs to check exports with (text rows padded, but the first): MiniLM's vocabulary, or the model's config."""
+    found = example_batch(model if hf.is_transformers_model(model) else "minilm", batch, seq_len, num_labels=2, padded=True)
+    return {k: v for k, v in found.items() if k != TARGET_NAME}
+
+
+def _labels(model: nn.Module, labels: list[str] | None, logits: np.ndarray) -> list[str] | None:
+    if hf.task_of(model) == "causal-lm":
+        if labels:
+            raise ValueError("labels: a language model has no labels")
+        return None
+    classes = int(logits.shape[-1])
+    labels = list(labels) if labels else [f"label_{i}" for i in range(classes)]
+    if len(labels) != classes:
+        raise ValueError(f"labels: the delta's head has {classes} outputs, got {len(labels)} names")
+    return labels
+
+
+def _write_runtime_files(runtime, model, merged, staging, swappable, inputs, reference) -> tuple[dict, dict]:
     from quic_edge.export.executorch_inference import export_executorch_program, run_executorch
-    from quic_edge.export.optimum_onnx import export_optimum_onnx, run_optimum
+    from quic_edge.export.optimum_onnx import export_optimum_onnx, export_transformers_onnx, run_onnx, run_optimum
     from quic_edge.export.swappable import export_swappable_onnx
 
-    ids, mask = example_inputs(max(batch, 2) if runtime == "onnx" else batch, seq_len)
-    with torch.no_grad():
-        reference = merged(ids, mask).numpy()
+    names, source = hf.input_names(model), _source_folder(model)
+    tensors = tuple(torch.from_numpy(inputs[k]) for k in names)
+    side = {}
     if runtime == "executorch":
-        export_executorch_program(merged, staging / "model.pte", (ids, mask))
-        shutil.copy(models.minilm_path() / "tokenizer.json", staging / "tokenizer.json")
-        parity = {"model": _checked_diff(run_executorch(staging / "model.pte", ids, mask), reference, "model.pte")}
-        return {"program": "model.pte", "tokenizer": "tokenizer.json"}, parity
-    export_optimum_onnx(merged, staging)
-    parity = {"model": _checked_diff(run_optimum(staging, ids, mask), reference, "model.onnx")}
-    files = {"model": "model.onnx", "config": "config.json", "tokenizer": "tokenizer.json"}
+        export_executorch_program(hf.Logits(merged, names), staging / "model.pte", tensors)
+        parity = {"model": _checked_diff(run_executorch(staging / "model.pte", *tensors), reference, "model.pte")}
+        tokenizer = hf.tokenizer_file(model) if source else models.minilm_path() / "tokenizer.json"
+        if tokenizer is not None:
+            shutil.copy(tokenizer, staging / "tokenizer.json")
+            side["tokenizer"] = "tokenizer.json"
+        return {"program": "model.pte", **side}, parity
+    if hf.is_transformers_model(model):
+        export_transformers_onnx(merged, source, staging)
+        logits = run_onnx(staging / "model.onnx", inputs)
+    else:
+        export_optimum_onnx(merged, staging)
+        logits = run_optimum(staging, *tensors)
+    parity = {"model": _checked_diff(logits, reference, "model.onnx")}
+    files = {"model": "model.onnx", "config": "config.json"}
+    files |= {Path(n).stem: n for n in ("tokenizer.json", "preprocessor_config.json") if (staging / n).is_file()}
     if swappable:
-        export_swappable_onnx(model, staging / "swappable.onnx", example_inputs(2, 16))
+        export_swappable_onnx(model, staging / "swappable.onnx", tuple(torch.from_numpy(v) for v in
+                                                                        _example(model, 2, 16).values()))
         with torch.no_grad():
-            unmerged = model(ids, mask).numpy()
+            unmerged = hf.call(model, names, tensors).numpy()
         feeds = {name: p.detach().numpy() for name, p in delta_parameters(model).items()}
-        logits = _ort_run(staging / "swappable.onnx", {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), **feeds})
-        parity["swappable"] = _checked_diff(logits, unmerged, "swappable.onnx")
+        parity["swappable"] = _checked_diff(run_onnx(staging / "swappable.onnx", inputs | feeds), unmerged,
+                                            "swappable.onnx")
         files["swappable"] = "swappable.onnx"
     return files, parity
+
+
+def _source_folder(model: nn.Module) -> Path | None:
+    """The folder a transformers model was loaded from (its tokenizer and preprocessor files), else None."""
+    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    return Path(path) if hf.is_transformers_model(model) and path and Path(path).is_dir() else None
 
 
 def _checked_diff(logits: np.ndarray, reference: np.ndarray, what: str) -> float:
@@ -105,30 +161,27 @@ def _checked_diff(logits: np.ndarray, reference: np.ndarray, what: str) -> float
     return diff
 
 
-def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-
-
-def _manifest(runtime, delta_path, meta, labels, files, parity, folder, batch, seq_len) -> dict:
+def _manifest(runtime, delta_path, meta, model, labels, files, parity, folder, shape) -> dict:
     from quic_edge.export.optimum_onnx import LOGITS_OUTPUT
 
     versions = {}
-    for dist in ("quic-edge", "torch", "onnx", "onnxruntime-training-cpu", "optimum-onnx", "executorch"):
+    for dist in ("quic-edge", "torch", "onnx", "onnxruntime-training-cpu", "optimum-onnx", "executorch", "transformers"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    transformers_model = hf.is_transformers_model(model)
     manifest = {
         "format": DEPLOY_FORMAT, "format_version": 1, "runtime": runtime, "base_model": meta.get("base_model"),
         "base_fingerprint": meta["base_fingerprint"], "config": json.loads(meta["config"]), "weights": "int8",
-        "delta_sha256": sha256_file(delta_path), "labels": labels, "inputs": ["input_ids", "attention_mask"],
-        "input_shape": [batch, seq_len] if runtime == "executorch" else ["batch", "sequence"],
-        "logits_output": LOGITS_OUTPUT if runtime == "onnx" else 0, "files": files,
-        "sha256": {rel: sha256_file(folder / rel) for rel in sorted(set(files.values()))},
+        "delta_sha256": sha256_file(delta_path), "task": hf.task_of(model) or "classification", "labels": labels,
+        "inputs": list(hf.input_names(model)), "input_shape": shape,
+        "logits_output": 0 if runtime == "executorch" else ("logits" if transformers_model else LOGITS_OUTPUT),
+        "files": files, "sha256": {rel: sha256_file(folder / rel) for rel in sorted(set(files.values()))},
         "parity_max_abs_logit_diff": parity, "versions": versions,
     }
+    if hf.image_preprocessing(model):
+        manifest["preprocessing"] = hf.image_preprocessing(model)
     (folder / DEPLOY_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 

@@ -1,5 +1,9 @@
 """Merged inference model through optimum-onnx's exporter, with the int8 weights kept int8 in the ONNX file.
 
+A `transformers` model (export_transformers_onnx) is written as the checkpoint of its own class and exported for its
+task, so optimum's ORTModelForSequenceClassification / ForImageClassification / ForCausalLM load the folder. MiniLM
+(export_optimum_onnx) goes the sentence-transformers way:
+
 Our classifier (mean pooling over real tokens, then a linear layer) is the stock sentence-transformers stack
 Transformer -> Pooling(mean) -> Dense(identity), so the export is a sentence-transformers feature-extraction model
 whose `sentence_embedding` output is the logits; `optimum.onnxruntime.ORTModelForCustomTasks` loads it. optimum exports
@@ -75,6 +79,54 @@ def export_optimum_onnx(merged: nn.Module, out: str | Path, int8: bool = True) -
     if int8:
         int8_initializers(out / "model.onnx", int8_weights(merged))
     return out
+
+
+OPTIMUM_TASKS = {"classification": "text-classification", "image-classification": "image-classification",
+                 "causal-lm": "text-generation"}  # our task (quic_edge.hf) -> optimum's; causal LMs without a kv cache
+SIDE_FILES = (*TOKENIZER_FILES, "merges.txt", "vocab.json", "preprocessor_config.json", "generation_config.json")
+
+
+def export_transformers_onnx(merged: nn.Module, source: str | Path | None, out: str | Path, int8: bool = True) -> Path:
+    """optimum-onnx export of a merged transformers model into `out` (model.onnx, config, and the tokenizer and
+    preprocessor files of the `source` folder it was loaded from); returns `out`."""
+    from optimum.exporters.onnx import main_export
+
+    from quic_edge import hf
+
+    task = hf.task_of(merged)
+    if task == "classification" and hf.input_names(merged) == hf.IMAGE_INPUTS:
+        task = "image-classification"
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp) / "hf"
+        dequantize(copy.deepcopy(merged)).save_pretrained(checkpoint)  # Conv1D layers come back as Conv1D
+        for name in SIDE_FILES if source else ():
+            if (Path(source) / name).is_file():
+                shutil.copy(Path(source) / name, checkpoint / name)
+        main_export(str(checkpoint), output=out, task=OPTIMUM_TASKS[task], do_validation=False, local_files_only=True)
+    if int8:
+        int8_initializers(out / "model.onnx", int8_weights(merged))
+    return out
+
+
+def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The first output (the logits) of an exported graph for `inputs` by name; inputs optimum's graphs add are
+    derived as transformers derives them when not given (token_type_ids zeros, position_ids 0, 1, 2, ...)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for spec in session.get_inputs():
+        if spec.name in inputs:
+            feeds[spec.name] = inputs[spec.name]
+        elif spec.name == "token_type_ids":
+            feeds[spec.name] = np.zeros_like(inputs["input_ids"])
+        elif spec.name == "position_ids":
+            ids = inputs["input_ids"]
+            feeds[spec.name] = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
+        else:
+            raise ValueError(f"{path}: the graph wants input {spec.name!r}, which this model has no rule for")
+    return session.run(None, feeds)[0]
 
 
 def int8_initializers(path: Path, weights: dict[bytes, tuple[np.ndarray, np.ndarray]]) -> int:

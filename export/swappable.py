@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from quic_edge import hf
 from quic_edge.formats.identity import IDENTITY_KEYS
 from quic_edge.state import delta_parameters, state_of
 
@@ -21,12 +22,16 @@ class SwappableModel(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if hf.input_names(model) != hf.TEXT_INPUTS:
+            raise ValueError(f"swappable: the swappable graph serves text models (inputs {hf.TEXT_INPUTS}); "
+                             f"{type(model).__name__} takes {hf.input_names(model)}: deploy it merged instead")
         self.model = model
         self.delta_names = list(delta_parameters(model))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *delta: torch.Tensor) -> torch.Tensor:
         tensors = dict(zip(self.delta_names, delta, strict=True))
-        return torch.func.functional_call(self.model, tensors, (input_ids, attention_mask))
+        args, kwargs = hf.arguments(self.model, hf.TEXT_INPUTS, (input_ids, attention_mask))
+        return hf.logits_of(torch.func.functional_call(self.model, tensors, args, kwargs))
 
 
 def export_swappable_onnx(model: nn.Module, path: str | Path, example: tuple[torch.Tensor, torch.Tensor]) -> Path:
@@ -37,7 +42,7 @@ def export_swappable_onnx(model: nn.Module, path: str | Path, example: tuple[tor
     wrapper = SwappableModel(model.eval())
     params = dict(model.named_parameters())
     delta = tuple(params[name].detach().clone() for name in wrapper.delta_names)
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=512)
+    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=hf.max_sequence(model))
     shapes = ({0: batch, 1: seq}, {0: batch, 1: seq}, tuple(None for _ in delta))  # *delta is one varargs entry
     program = torch.export.export(wrapper, (*example, *delta), dynamic_shapes=shapes, strict=False)
     path = Path(path)

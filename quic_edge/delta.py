@@ -52,10 +52,11 @@ def load_delta(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def from_delta(path: str | os.PathLike, base: nn.Module | None = None, seed: int = 0) -> nn.Module:
-    """The adapted model a QuIC delta was trained on, in eval mode: `base` (default: the base named in the delta,
-    loaded with quic_edge.models.load), QuIC applied with the delta's config and base dtype, the delta loaded (and
-    checked against the base's fingerprint)."""
+def from_delta(path: str | os.PathLike, base: nn.Module | str | None = None, seed: int = 0,
+               task: str | None = None) -> nn.Module:
+    """The adapted model a QuIC delta was trained on, in eval mode: `base` (a model, or a name or model folder for
+    quic_edge.models.load with the head the delta holds and `task`; default: the base named in the delta), QuIC
+    applied with the delta's config and base dtype, the delta loaded (and checked against the base's fingerprint)."""
     from . import models
     from .config import QuICConfig
     from .model import apply_quic
@@ -63,11 +64,10 @@ def from_delta(path: str | os.PathLike, base: nn.Module | None = None, seed: int
     tensors, meta = read_delta_file(path)
     if meta["adapter"] != "quic":
         raise DeltaError(f"{path} is a {meta['adapter']} delta; from_delta builds QuIC models")
-    if base is None:
-        name = meta.get("base_model") or ""
-        head = next((t for n, t in tensors.items() if n.split(".")[0] in ("classifier", "score")), None)
+    if base is None or isinstance(base, str):
+        name = base if isinstance(base, str) else meta.get("base_model") or ""
         try:
-            base, _ = models.load(name, num_labels=head.shape[0] if head is not None else 2, seed=seed)
+            base, _ = models.load(name, num_labels=_labels_of(tensors), seed=seed, task=task)
         except (ValueError, OSError) as err:
             raise DeltaError(f"{path}: its base {name!r} cannot be loaded ({err}); pass the base model as base=") from None
     try:
@@ -76,6 +76,15 @@ def from_delta(path: str | os.PathLike, base: nn.Module | None = None, seed: int
         raise DeltaError(f"{path}: {err}") from None
     model = apply_quic(base, config, quantize=meta["base_dtype"] == "int8", base_model=meta.get("base_model", ""))
     return load_delta(model, path).eval()
+
+
+def _labels_of(tensors: dict[str, Any]) -> int:
+    """Outputs of the delta's classification head (`classifier` or `score`; of a two-layer head such as RoBERTa's, the
+    layer no other feeds from); 2 when the delta holds no head."""
+    weights = [t for n, t in sorted(tensors.items()) if n.split(".")[0] in ("classifier", "score") and t.ndim == 2]
+    inputs = {t.shape[1] for t in weights}
+    last = [t for t in weights if t.shape[0] not in inputs] or weights
+    return int(last[-1].shape[0]) if last else 2
 
 
 def _state(model: nn.Module) -> Any:

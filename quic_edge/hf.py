@@ -66,14 +66,42 @@ def logits_of(output: Any) -> torch.Tensor:
                     "or a ModelOutput with .logits")
 
 
-def call(model: nn.Module, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The model's logits for inputs named `names`: by keyword for a transformers model (no cache), by position else."""
+def arguments(model: nn.Module, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> tuple[tuple, dict[str, Any]]:
+    """(args, kwargs) to call the model with inputs named `names`: by keyword for a transformers model (no cache), by
+    position else."""
     if is_transformers_model(model):
         kwargs: dict[str, Any] = dict(zip(names, tensors, strict=True))
         if task_of(model) == "causal-lm":
             kwargs["use_cache"] = False
-        return logits_of(model(**kwargs))
-    return logits_of(model(*tensors))
+        return (), kwargs
+    return tuple(tensors), {}
+
+
+def call(model: nn.Module, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The model's logits for inputs named `names` (see `arguments`)."""
+    args, kwargs = arguments(model, names, tensors)
+    return logits_of(model(*args, **kwargs))
+
+
+class Logits(nn.Module):
+    """forward(*tensors) -> the logits of `model` for inputs named `names`: a plain module an exporter can trace."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, tuple(names)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return call(self.model, self.names, tensors)
+
+
+def max_sequence(model: nn.Module, cap: int = 512) -> int:
+    """The longest token sequence a text model takes (its position table; RoBERTa's starts after the pad id), at most
+    `cap`."""
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or cap
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return min(cap, int(positions))
 
 
 def make_exportable(model: nn.Module) -> str | None:

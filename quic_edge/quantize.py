@@ -28,20 +28,23 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 class Int8Linear(nn.Module):
-    """A frozen linear layer whose weight is int8 with per-output-channel scales."""
+    """A frozen linear layer whose weight is int8 with per-output-channel scales. `conv1d`: it replaced a Hugging Face
+    Conv1D (weight stored [in, out]), which dequantize gives back, so a saved checkpoint loads into its class again."""
 
-    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def __init__(self, weight_int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                 conv1d: bool = False) -> None:
         super().__init__()
         self.in_features = weight_int8.shape[1]
         self.out_features = weight_int8.shape[0]
+        self.conv1d = conv1d
         self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("weight_scale", scale)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+    def from_linear(cls, linear: nn.Linear, conv1d: bool = False) -> Int8Linear:
         q, scale = quantize_per_channel(linear.weight)
-        return cls(q, scale, linear.bias)
+        return cls(q, scale, linear.bias, conv1d)
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]  # (out, in)
@@ -50,7 +53,7 @@ class Int8Linear(nn.Module):
         return F.linear(x, self.dequantized_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8{', conv1d' if self.conv1d else ''}"
 
 
 class Int8Embedding(nn.Module):
@@ -84,7 +87,7 @@ def quantize_int8(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
         if name in skip:
             continue
         if _is_conv1d(child) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
-            setattr(module, name, Int8Linear(*quantize_per_channel(child.weight.T), child.bias))
+            setattr(module, name, Int8Linear(*quantize_per_channel(child.weight.T), child.bias, conv1d=True))
         elif isinstance(child, nn.Linear) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
             setattr(module, name, Int8Linear.from_linear(child))
         elif isinstance(child, nn.Embedding) and child.weight.numel() >= MIN_QUANTIZED_NUMEL:
@@ -97,13 +100,17 @@ def quantize_int8(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
 @torch.no_grad()
 def dequantize(module: nn.Module) -> nn.Module:
     """Replace, in place, every Int8Linear / Int8Embedding below `module` by the fp32 layer holding its dequantized
-    values (bit for bit what the int8 layer computes with). Returns `module`."""
+    values (bit for bit what the int8 layer computes with): an nn.Linear, or the Conv1D it replaced. Returns `module`."""
     for name, child in list(module.named_children()):
         if isinstance(child, Int8Linear):
             linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
             linear.weight.copy_(child.dequantized_weight())
             if child.bias is not None:
                 linear.bias.copy_(child.bias)
+            if child.conv1d:
+                from transformers.pytorch_utils import Conv1D
+
+                linear = requantize_like(Conv1D(child.out_features, child.in_features), linear)
             linear.requires_grad_(False)
             setattr(module, name, linear)
         elif isinstance(child, Int8Embedding):
@@ -130,7 +137,7 @@ def dequantized_weight(layer: nn.Module) -> torch.Tensor:
 def requantize_like(base: nn.Module, linear: nn.Linear) -> nn.Module:
     """`linear` in the kind of `base`: int8 again for an Int8Linear, a Conv1D for a Conv1D, else as it is."""
     if isinstance(base, Int8Linear):
-        return Int8Linear.from_linear(linear)
+        return Int8Linear.from_linear(linear, conv1d=base.conv1d)
     if _is_conv1d(base):
         conv = copy.deepcopy(base)
         with torch.no_grad():

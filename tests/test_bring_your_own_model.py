@@ -42,6 +42,28 @@ def test_minilm_by_its_folder_exports_and_trains_from_the_command_line(tmp_path,
     summary = _last_json(capsys.readouterr().out)
     assert summary["steps"] == 8 and (tmp_path / "work" / "delta.safetensors").is_file()
 
+    # deploy: the trained delta merged into the folder's model, exported as optimum exports that class
+    delta, deployed = tmp_path / "work" / "delta.safetensors", tmp_path / "deployed"
+    assert main(["deploy", "--model", str(minilm_path()), "--delta", str(delta), "--labels", "neg,pos",
+                 "--out", str(deployed)]) == 0
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from tokenizers import Tokenizer
+
+    import quic_edge
+
+    texts = ["a lovely day number 3", "a dreadful day number 8, and then some more"]
+    tokenizer = Tokenizer.from_file(str(deployed / "tokenizer.json"))  # the folder's, written again by optimum
+    original = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    assert [e.ids for e in tokenizer.encode_batch(texts)] == [e.ids for e in original.encode_batch(texts)]
+    tokenizer.enable_padding(length=16)
+    encoded = tokenizer.encode_batch(texts)
+    ids = torch.tensor([e.ids for e in encoded])
+    mask = torch.tensor([e.attention_mask for e in encoded])
+    served = ORTModelForSequenceClassification.from_pretrained(str(deployed))(input_ids=ids, attention_mask=mask).logits
+    merged = quic_edge.merge(quic_edge.from_delta(delta, base=str(minilm_path())))
+    with torch.no_grad():
+        torch.testing.assert_close(served, merged(input_ids=ids, attention_mask=mask).logits, rtol=0, atol=1e-4)
+
 
 @pytest.fixture(scope="module")
 def vit_folder(tmp_path_factory):
@@ -76,6 +98,10 @@ def test_a_vision_folder_carries_its_preprocessing_and_trains_on_images(vit_fold
                  "--eval", str(tmp_path / "train.npz"), "--no-progress"]) == 0
     summary = _last_json(capsys.readouterr().out)
     assert summary["steps"] == 6 and 0.0 <= summary["accuracy"] <= 1.0
+    assert main(["deploy", "--model", str(vit_folder), "--delta", str(tmp_path / "w" / "delta.safetensors"),
+                 "--runtime", "executorch", "--batch-size", "2", "--labels", "0,1,2", "--out", str(tmp_path / "d")]) == 0
+    deployed = json.loads((tmp_path / "d" / "deploy.json").read_text())
+    assert deployed["input_shape"] == [2, 1, 8, 8] and deployed["preprocessing"] == manifest["preprocessing"]
 
     folder = tmp_path / "pngs"  # the same images as a folder of per-label PNG files
     from PIL import Image

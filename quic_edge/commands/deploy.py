@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from quic_edge.config_cli import add_model_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deploy",
         help="merge a personal delta into the int8 base and export an inference model (ONNX or ExecuTorch)",
         description="Fold the delta's rotations into the frozen weights (W' = R^T W), requantize them to int8 per output "
-        "channel and export the merged network. onnx: optimum-onnx's exporter (load the folder with "
-        "optimum.onnxruntime.ORTModelForCustomTasks; logits are the 'sentence_embedding' output), weights kept int8; "
-        "--swappable adds swappable.onnx, the unmerged base whose delta tensors are inputs (one file, many people). "
-        "executorch: model.pte for fixed [batch, seq-len] inputs. Each file is checked against the eager model.",
+        "channel and export the merged network. onnx: optimum-onnx's exporter, weights kept int8 (MiniLM: load the "
+        "folder with optimum.onnxruntime.ORTModelForCustomTasks, logits are the 'sentence_embedding' output; a "
+        "transformers model folder: with ORTModelForSequenceClassification, ForImageClassification or ForCausalLM, "
+        "output 'logits'); --swappable adds swappable.onnx, the unmerged base whose delta tensors are inputs (one file, "
+        "many people; text models). executorch: model.pte for fixed [batch, seq-len] inputs (images: [batch, "
+        "channels, size, size]). Each file is checked against the eager model.",
     )
-    p.add_argument("--model", choices=("minilm",), default="minilm", help="base model the delta was trained on (default minilm)")
+    add_model_arguments(p)
     p.add_argument("--delta", required=True, help="the personal delta (.safetensors) to merge")
     p.add_argument("--runtime", choices=("onnx", "executorch"), default="onnx", help="inference runtime (default onnx)")
     p.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
     manifest = deploy(
         args.delta, args.runtime, args.out, labels=labels, swappable=args.swappable, batch=args.batch_size,
-        seq_len=args.seq_len, base_model=args.model,
+        seq_len=args.seq_len, base_model=args.model, task=args.task,
     )
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in manifest["parity_max_abs_logit_diff"].items())
     print(f"wrote {args.runtime} inference folder {args.out}: {', '.join(sorted(manifest['files'].values()))} "

@@ -2,9 +2,9 @@
 exported for inference, loaded the way a user would (optimum's ORTModelFor<task>, ExecuTorch's runtime) and compared
 with the eager merged model on inputs the export never saw.
 
-The tiny architectures of tests/test_hf_models.py, saved with save_pretrained as a user's folder: ONNX for all eight
-(GPT-2's Conv1D layers must come back as Conv1D, or the checkpoint optimum exports from does not load), ExecuTorch for
-the two the device-training matrix runs by default (the other six in the slow set).
+The tiny architectures of tests/test_hf_models.py, saved with save_pretrained as a user's folder. Default run: ONNX for
+an encoder, a decoder, GPT-2 (its Conv1D layers must come back as Conv1D, or the checkpoint optimum exports from does
+not load) and ViT; ExecuTorch for the two the device-training matrix runs by default. `-m slow`: all eight, both.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def _optimum_logits(out, task: str, image: bool, inputs: dict[str, torch.Tensor]
     return loaded(**inputs).logits
 
 
-CASES = [("onnx", name) for name in ARCHITECTURES] + [
-    pytest.param("executorch", name, marks=() if name in EXECUTORCH_DEFAULT else pytest.mark.slow) for name in ARCHITECTURES]
+ONNX_DEFAULT = ("bert", "qwen2-lm", "gpt2-lm", "vit")  # an encoder, a decoder, Conv1D, vision; the rest with -m slow
+CASES = [pytest.param(runtime, name, marks=() if name in default else pytest.mark.slow)
+         for runtime, default in (("onnx", ONNX_DEFAULT), ("executorch", EXECUTORCH_DEFAULT)) for name in ARCHITECTURES]
 
 
 @pytest.mark.parametrize(("runtime", "name"), CASES)

@@ -19,13 +19,15 @@ def head_only(model: nn.Module, quantize: bool = True, head: tuple[str, ...] = H
     return _prepare(model, "head", head)
 
 
-def lora(model: nn.Module, rank: int, targets: tuple[str, ...], quantize: bool = True,
+def lora(model: nn.Module, rank: int, targets: tuple[str, ...] | str, quantize: bool = True,
          head: tuple[str, ...] = HEAD_MODULES) -> nn.Module:
-    """LoRA rank `rank` (alpha 2 rank, no dropout) on `targets` with the real PEFT library; the frozen base int8."""
+    """LoRA rank `rank` (alpha 2 rank, no dropout) on `targets` with the real PEFT library; the frozen base int8.
+    `targets`: module name suffixes, or one string PEFT reads as a regular expression of the full name."""
     from peft import LoraConfig, inject_adapter_in_model
 
     _refuse_second_adapter(model)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(targets))
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules=targets if isinstance(targets, str) else list(targets))
     inject_adapter_in_model(config, model)
     if quantize:
         quantize_int8(model, skip=(*head, "lora_A", "lora_B"))

@@ -73,3 +73,34 @@ def test_quick_ablation_reports_angles_per_config(tmp_path):
 def test_unknown_adapter_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "compare", "--adapters", "quic12,nope", "--out", str(tmp_path), "--no-progress"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_placement_adapts_only_the_top_k_layers(k):
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+
+    quic, lora = ADAPTERS[f"quic12-top{k}"].build(2, seed=0), ADAPTERS[f"lora8-top{k}"].build(2, seed=0)
+    top = {str(i) for i in range(LAYERS - k, LAYERS)}
+    adapted = {n.split("layer.")[1].split(".")[0] for n, p in quic.named_parameters() if n.endswith("angles")}
+    lora_layers = {n.split("layer.")[1].split(".")[0] for n, p in lora.named_parameters() if "lora_" in n}
+    assert adapted == top and lora_layers == top
+    assert adapter_numbers(quic)[1] == 2 * k * 3 * comb(15, 2)  # query and value, 3 blocks of n = 15
+    assert adapter_numbers(lora)[1] == _lora(8, [(HIDDEN, HIDDEN)] * 2) * k // LAYERS
+
+
+def test_placement_table_takes_accuracy_from_compare_runs():
+    from quic_edge.bench.placement import add_accuracy, markdown, name_at
+
+    cell = {"median": 1.0, "min": 1.0, "max": 1.0, "n": 1}
+    rows = [{"k": k, "quic12": {"adapter": name_at("quic12", k), "trainable": 1, "peak_rss_mib": cell,
+                                "median_step_ms": cell},
+             "lora8": {"adapter": name_at("lora8", k), "trainable": 1, "peak_rss_mib": cell, "median_step_ms": cell},
+             "quic_over_lora": {"peak": cell, "step": cell}} for k in (0, 1, 6)]
+    results = {"settings": {"batch": 8, "seq_len": 64, "rounds": 1}, "rows": rows}
+    test = {"mean": 0.61, "std": 0.01, "n": 3}
+    add_accuracy(results, [{"adapters": {"quic12": {"tasks": {"t": {"test": test, "lr": 3e-3}}}}},
+                           {"adapters": {"quic12-top1": {"tasks": {"t": {"test": test | {"mean": 0.59}, "lr": 1e-2}}}}}])
+    assert [name_at("quic12", k) for k in (0, 1, 6)] == ["head", "quic12-top1", "quic12"]
+    assert rows[2]["quic12"]["accuracy"]["t"]["mean"] == 0.61 and rows[1]["quic12"]["accuracy"]["t"]["lr"] == 1e-2
+    assert "accuracy" not in rows[0]["quic12"] and "accuracy" not in rows[1]["lora8"]
+    assert "t 0.590 ± 0.010 (n=3)" in markdown(results)

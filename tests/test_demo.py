@@ -77,3 +77,32 @@ def test_a_delta_refuses_another_base(demo):
     model = quic_edge.apply_quic(model, quic_edge.QuICConfig())
     with pytest.raises(quic_edge.DeltaError, match="base"):
         quic_edge.load_delta(model, out / "deltas" / "alex.safetensors")
+
+
+def test_the_report_says_whether_the_adapter_matters_with_the_run_s_numbers(demo):
+    out, summary = demo
+    gain = summary["gain_over_head_only"]
+    for person in summary["people"]:  # the gain is this run's QuIC + head minus this run's head only
+        expected = 100 * (person["accuracy_after"] - person["head_only_accuracy_after"])
+        assert gain["points_per_person"][person["person"]] == pytest.approx(expected)
+    assert gain["mean_points"] == pytest.approx(np.mean(list(gain["points_per_person"].values())))
+    assert gain["shown"] == (gain["mean_points"] >= 3.0)
+    text = (out / "report" / "summary.md").read_text()
+    assert "## Does the adapter matter here?" in text
+    assert f"{gain['mean_points']:+.1f} points" in text
+    assert ("Yes:" in text) == gain["shown"] and ("Not at this scale" in text) == (not gain["shown"])
+
+
+def test_the_gain_statement_quotes_the_suite_when_the_demo_shows_none():
+    from quic_edge.demo import _gain_lines
+
+    cells = {"head": {"mean": 0.5, "std": 0.01, "n": 3}, "quic12": {"mean": 0.56, "std": 0.02, "n": 3}}
+    summary = {"settings": {"n_train": 120},
+               "gain_over_head_only": {"points_per_person": {"a": 1.0, "b": -0.5}, "mean_points": 0.25,
+                                       "threshold_points": 3.0, "shown": False},
+               "suite_evidence": {"source": "x.json", "n_train": 1000, "epochs": 3, "tasks": {"t": cells}}}
+    lines = _gain_lines(summary)
+    assert lines[0].startswith("Not at this scale") and "+0.2 points" in lines[0] and "a +1.0, b -0.5" in lines[0]
+    assert "suite task t (1000 examples, 3 epochs, 3 seeds" in lines[1] and "QuIC (1,2) 0.560 ± 0.020" in lines[1]
+    summary["gain_over_head_only"] |= {"mean_points": 4.0, "shown": True}
+    assert _gain_lines(summary) == [_gain_lines(summary)[0]] and _gain_lines(summary)[0].startswith("Yes:")

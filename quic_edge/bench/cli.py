@@ -32,7 +32,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "comparison")
-    p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full)")
+    p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full; also "
+                   "quic12-topK and lora8-topK, K = 1..5: on the top K layers only)")
     p.add_argument("--work", help="scratch folder for bundles and work dirs (default runs/bench-compare)")
     p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
 

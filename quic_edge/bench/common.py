@@ -8,7 +8,7 @@ tensors (the head, and LoRA's A); it never changes the base.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from torch import nn
@@ -22,6 +22,7 @@ from quic_edge.suite import SUITE
 TARGETS = ("query", "value")
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
+LAYERS = 6  # MiniLM-L6's encoder layers
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,19 @@ class AdapterSpec:
     config: QuICConfig | None = None
     rank: int = 0
     targets: tuple[str, ...] = field(default=TARGETS)
+    top: int | None = None  # adapters on the top `top` of MiniLM's six layers only (None: every layer)
 
     def build(self, num_labels: int, seed: int) -> nn.Module:
         """The base MiniLM (head seeded by `seed`) prepared for training with this adapter."""
         model, _ = models.load("minilm", num_labels=num_labels, seed=seed)
+        pattern = None
+        if self.top is not None:  # a regular expression of the full module name: layers 6 - top .. 5
+            layers = "|".join(str(i) for i in range(LAYERS - self.top, LAYERS))
+            pattern = rf".*layer\.({layers})\..*\.({'|'.join(self.targets)})"
         if self.kind == "quic":
-            return apply_quic(model, self.config)
+            return apply_quic(model, self.config if pattern is None else replace(self.config, target_modules=f"re:{pattern}"))
         if self.kind == "lora":
-            return baselines.lora(model, rank=self.rank, targets=self.targets)
+            return baselines.lora(model, rank=self.rank, targets=pattern or self.targets)
         if self.kind == "head":
             return baselines.head_only(model)
         if self.kind == "full":
@@ -95,6 +101,15 @@ ADAPTERS = {
         AdapterSpec("full", "full fine-tuning", "full", FULL_GRID),
     )
 }
+MAIN = tuple(ADAPTERS)  # what `bench compare` runs unless told otherwise
+# Placement (issue 11): the same adapters on the top k layers only; ONNX Runtime's gradient builder then stops the
+# backward pass at the lowest adapted layer, so the layers below keep nothing for it.
+PLACEMENT_K = (1, 2, 3, 4, 5)
+for _k in PLACEMENT_K:
+    for _base in ("quic12", "lora8"):
+        _spec = ADAPTERS[_base]
+        ADAPTERS[f"{_base}-top{_k}"] = replace(_spec, name=f"{_base}-top{_k}", title=f"{_spec.title}, top {_k} layers",
+                                               top=_k)
 
 
 def adapter_numbers(model: nn.Module) -> tuple[int, int]:

@@ -35,6 +35,7 @@ import numpy as np
 from quic_edge.bench.common import (
     ADAPTERS,
     LORA_RANK,
+    MAIN,
     TARGETS,
     RunSettings,
     adapter_numbers,
@@ -50,7 +51,7 @@ OTHERS_GRID_SEED = 0  # the seed every search runs on
 
 @dataclass(frozen=True)
 class CompareSettings(RunSettings):
-    adapters: tuple[str, ...] = tuple(ADAPTERS)
+    adapters: tuple[str, ...] = MAIN
     work: str = "runs/bench-compare"
     jobs: int = 2  # training processes at once, one runtime thread each
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
@@ -284,7 +285,7 @@ def parameter_counts() -> dict[str, Any]:
     counts: dict[str, Any] = {"lora_rank": LORA_RANK, "targets": list(TARGETS)}
     counts["lora_built"] = adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
     counts["lora_all_linear_built"] = lora_all_linear_numbers(2)
-    for name, spec in ADAPTERS.items():
+    for name, spec in ((n, ADAPTERS[n]) for n in MAIN):
         if spec.kind == "quic":
             angles = count(base, spec.config, lora_rank=LORA_RANK)["trainable_angles"]
             counts[name] = {"angles": angles, "ratio_lora": counts["lora_built"] / angles,

@@ -108,10 +108,10 @@ def markdown(results: dict[str, Any]) -> str:
         ratio = results["ratios_to_lora8"].get(f"{adapter}/{arena}") if graph == "recompute" and runtime == "ort" else None
         p, t = s["peak_rss_mib"], s["median_step_ms"]
         planned = "-" if s["planned_mib"] is None else f"{s['planned_mib']:.1f}"
-        peak_ratio = "-" if ratio is None else _range(ratio["peak"], ".3f")
-        step_ratio = "-" if ratio is None else _range(ratio["step"], ".2f")
-        lines.append(f"| {key} | {s['trainable']:,} | {_range(p, '.1f')} | {peak_ratio} | {_range(t, '.0f')} | {step_ratio} | "
-                     f"{planned} |")
+        peak_ratio = "-" if ratio is None else range_text(ratio["peak"], ".3f")
+        step_ratio = "-" if ratio is None else range_text(ratio["step"], ".2f")
+        lines.append(f"| {key} | {s['trainable']:,} | {range_text(p, '.1f')} | {peak_ratio} | {range_text(t, '.0f')} | "
+                     f"{step_ratio} | {planned} |")
     kinds = sorted({k for a in results["attribution"].values() for k in a["stashed"]})
     lines += ["", "Kept from forward to backward (MiB, from the graph ONNX Runtime runs):", "",
               "| bundle | " + " | ".join(kinds) + " | total | peak of live tensors |",
@@ -122,7 +122,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _range(s: dict[str, float], spec: str) -> str:
+def range_text(s: dict[str, float], spec: str) -> str:
     return f"{s['median']:{spec}} ({s['min']:{spec}}-{s['max']:{spec}})"
 
 

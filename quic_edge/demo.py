@@ -222,8 +222,10 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines += ["| delta \\ data | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for owner, row in summary["delta_swap_accuracy"].items():
         lines.append(f"| {owner} | " + " | ".join(f"{row[n]:.3f}" for n in names) + " |")
-    lines += ["", "## Does the adapter matter here?", "", *_gain_lines(summary), "",
-              "![loss](loss.png)", "", "![accuracy](accuracy.png)", ""]
+    lines += ["", "## Does the adapter matter here?", ""]
+    for line in _gain_lines(summary):
+        lines += [line, ""]
+    lines += ["![loss](loss.png)", "", "![accuracy](accuracy.png)", ""]
     return "\n".join(lines)
 
 

@@ -56,6 +56,18 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert json.loads((out / "compare.json").read_text())["runs"] == runs
     assert not (tmp_path / "work" / "bundles").exists()
 
+    # the learning curve at the rates this run chose: one point per size and adapter
+    curve = tmp_path / "curve"
+    assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--out", str(curve),
+                 "--work", str(tmp_path / "curve-work"), "--no-progress"]) == 0
+    drawn = json.loads((curve / "curve.json").read_text())
+    assert drawn["rates"]["quic12"] == {"lr": rows["quic12"]["tasks"][task]["lr"], "head_lr": head_lr}
+    assert set(drawn["points"]) == {"head", "quic12"} and all(set(p) == {"8", "16"} for p in drawn["points"].values())
+    assert (curve / "curve.png").read_bytes()[:4] == b"\x89PNG" and "n = 16" in (curve / "curve.md").read_text()
+    assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--adapters", "head,full",
+                 "--out", str(curve), "--no-progress"]) == 2
+    assert "no chosen rate for full" in capsys.readouterr().err
+
 
 def test_quick_ablation_reports_angles_per_config(tmp_path):
     from quic_edge.bench.ablation import AblationSettings, run_ablation

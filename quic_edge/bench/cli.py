@@ -57,6 +57,34 @@ def run_compare_command(args: argparse.Namespace) -> int:
     return _finish(run_compare(settings, progress=not args.no_progress), args, Path(settings.out) / "compare.md")
 
 
+def add_curve_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, "learning curve")
+    p.add_argument("--sizes", help="comma-separated training sizes (default 50,200,800,3200)")
+    p.add_argument("--adapters", help="comma-separated adapters (default head,quic12,lora8,full)")
+    p.add_argument("--rates", help="a `bench compare --json` file whose chosen rates to use "
+                   "(default benchmarks/results/compare.json)")
+    p.add_argument("--work", help="scratch folder (default runs/bench-curve)")
+    p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
+
+
+def run_curve_command(args: argparse.Namespace) -> int:
+    from quic_edge.bench.curve import CurveSettings, run_curve
+
+    overrides = _overrides(args)
+    if args.sizes:
+        try:
+            overrides["sizes"] = tuple(int(x) for x in _names(args.sizes) or ())
+        except ValueError:
+            raise ValueError(f"--sizes: give whole numbers separated by commas, got {args.sizes!r}") from None
+    for name in ("rates", "work", "jobs"):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
+    if args.adapters:
+        overrides["adapters"] = _names(args.adapters)
+    settings = CurveSettings.make(quick=args.quick, **overrides)
+    return _finish(run_curve(settings, progress=not args.no_progress), args, Path(settings.out) / "curve.md")
+
+
 def run_ablation_command(args: argparse.Namespace) -> int:
     from quic_edge.bench.ablation import AblationSettings, run_ablation
 

@@ -1,4 +1,4 @@
-"""`quic-edge bench compare|ablation|memory`: the project's claims, measured (issue 6)."""
+"""`quic-edge bench compare|curve|ablation|memory`: the project's claims, measured (issues 6, 11, 12)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import argparse
 
 SUBCOMMANDS = {  # name: (help, description)
     "compare": (
-        "QuIC (1,2), (1,2,3), block OFT, PEFT LoRA r8, head-only, full: size, memory, speed, accuracy",
-        "On the same frozen int8 MiniLM, targets and ONNX Runtime device loop: trainable numbers, bundle, checkpoint and "
-        "delta bytes, peak RSS per phase and median step time (fresh torch-free processes), and held-out accuracy on "
-        "two offline tasks over seeds. Writes compare.{json,md} and PNG plots to --out.",
+        "QuIC (1,2), (1,2,3), block OFT, PEFT LoRA r8, head-only, full on the task suite: accuracy and size",
+        "On the same frozen int8 MiniLM, targets and ONNX Runtime device loop, on the suite's tasks (quic_edge.suite): "
+        "each adapter's learning rate chosen on a validation split, test accuracy over seeds, the head/full gap per "
+        "task and the share of LoRA's gain QuIC captures. Resumable (<work>/rows.jsonl). Writes compare.{json,md} and "
+        "a PNG to --out.",
+    ),
+    "curve": (
+        "the learning curve: test accuracy against training examples, head only against the adapters",
+        "Train head only and the adapters at the rates a compare run chose (--rates) on one suite task for each size "
+        "in --sizes, over seeds, on the ONNX Runtime device loop. Resumable per size. Writes curve.{json,md,png}.",
     ),
     "ablation": (
         "the paper's ablation on our data: orders, circuit depth, layout",
@@ -29,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from quic_edge.bench import cli, memory
 
     wiring = {"compare": (cli.add_compare_arguments, cli.run_compare_command),
+              "curve": (cli.add_curve_arguments, cli.run_curve_command),
               "ablation": (cli.add_ablation_arguments, cli.run_ablation_command),
               "memory": (memory.add_arguments, memory.run_command)}
     p = sub.add_parser("bench", help="benchmarks: QuIC against LoRA/OFT/head/full, the paper's ablation, device memory",

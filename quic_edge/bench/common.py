@@ -108,8 +108,8 @@ PLACEMENT_K = (1, 2, 3, 4, 5)
 for _k in PLACEMENT_K:
     for _base in ("quic12", "lora8"):
         _spec = ADAPTERS[_base]
-        ADAPTERS[f"{_base}-top{_k}"] = replace(_spec, name=f"{_base}-top{_k}", title=f"{_spec.title}, top {_k} layers",
-                                               top=_k)
+        ADAPTERS[f"{_base}-top{_k}"] = replace(_spec, name=f"{_base}-top{_k}", top=_k,
+                                               title=f"{_spec.title}, top {_k} of {LAYERS} layers")
 
 
 def adapter_numbers(model: nn.Module) -> tuple[int, int]:

@@ -10,6 +10,7 @@ evaluated on both people's test sets: a delta serves its own person and no one e
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     from .runtimes import open_loop
 
     out = Path(settings.out_dir)
+    shutil.rmtree(out / "work", ignore_errors=True)  # every run trains from the bundle: no checkpoint of an earlier run
     splits = personal_splits(settings.n_train, settings.n_test, settings.seed)
     batch = example_batch("minilm", settings.batch_size, settings.seq_len, len(LABELS))
     start = time.perf_counter()
@@ -119,7 +121,8 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
 
 
 GAIN_SHOWN_POINTS = 3.0  # a gain over head only the demo calls a gain (issue 12): mean over people, in points
-SUITE_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "compare.json"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+SUITE_RESULTS = ("compare.json", "compare_word_order.json")  # `bench compare` runs on the suite, in RESULTS
 
 
 def gain_over_head_only(results: list[PersonResult]) -> dict[str, Any]:
@@ -130,23 +133,24 @@ def gain_over_head_only(results: list[PersonResult]) -> dict[str, Any]:
             "shown": mean >= GAIN_SHOWN_POINTS}
 
 
-def suite_evidence() -> dict[str, Any] | None:
-    """Where adaptation does pay, from the last `bench compare` run in this checkout (benchmarks/results/compare.json):
-    per suite task, test accuracy mean and std of head only, QuIC (1,2), LoRA r8 and full fine-tuning; None when the
-    file is not there (an installed package without the repository)."""
-    if not SUITE_RESULTS.is_file():
-        return None
-    compare = json.loads(SUITE_RESULTS.read_text())
-    rows = compare.get("adapters", {})
-    found: dict[str, Any] = {}
-    for task in compare.get("settings", {}).get("tasks", []):
-        cells = {name: rows[name]["tasks"][task]["test"] for name in ("head", "quic12", "lora8", "full")
-                 if task in rows.get(name, {}).get("tasks", {})}
-        if "head" in cells and "quic12" in cells:
-            found[task] = {name: {"mean": c["mean"], "std": c["std"], "n": c["n"]} for name, c in cells.items()}
-    settings = compare.get("settings", {})
-    return {"source": "benchmarks/results/compare.json", "n_train": settings.get("n_train"),
-            "epochs": settings.get("epochs"), "tasks": found} if found else None
+def suite_evidence() -> list[dict[str, Any]]:
+    """Where adaptation does pay, from the `bench compare` runs in this checkout (benchmarks/results): per suite task,
+    test accuracy mean and std of head only, QuIC (1,2), LoRA r8 and full fine-tuning, with the run's size; empty when
+    the files are not there (an installed package without the repository)."""
+    found = []
+    for name in SUITE_RESULTS:
+        if not (RESULTS / name).is_file():
+            continue
+        compare = json.loads((RESULTS / name).read_text())
+        rows, settings = compare.get("adapters", {}), compare.get("settings", {})
+        for task in settings.get("tasks", []):
+            cells = {a: rows[a]["tasks"][task]["test"] for a in ("head", "quic12", "lora8", "full")
+                     if task in rows.get(a, {}).get("tasks", {})}
+            if "head" in cells and "quic12" in cells:
+                found.append({"task": task, "source": f"benchmarks/results/{name}", "n_train": settings.get("n_train"),
+                              "epochs": settings.get("epochs"),
+                              "accuracy": {a: {"mean": c["mean"], "std": c["std"], "n": c["n"]} for a, c in cells.items()}})
+    return found
 
 
 def delta_swap_matrix(model, tokenizer, splits, seq_len: int, deltas: list[str]) -> dict[str, dict[str, float]]:
@@ -239,11 +243,10 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
              f"held-out data (mean over people; {each}), below the {gain['threshold_points']:.0f} points that would "
              f"show a gain. With {s['n_train']} examples per person and labels that follow topics, the pooled "
              "embedding already separates what these people want, so a trained head is enough."]
-    evidence = summary.get("suite_evidence")
-    for task, cells in (evidence or {}).get("tasks", {}).items():
-        names = {"head": "head only", "quic12": "QuIC (1,2)", "lora8": "LoRA r8", "full": "full fine-tuning"}
+    names = {"head": "head only", "quic12": "QuIC (1,2)", "lora8": "LoRA r8", "full": "full fine-tuning"}
+    for run in summary.get("suite_evidence") or []:
+        cells = run["accuracy"]
         figures = ", ".join(f"{names[n]} {c['mean']:.3f} ± {c['std']:.3f}" for n, c in cells.items())
-        lines.append(f"Where adaptation pays: suite task {task} ({evidence['n_train']} examples, {evidence['epochs']} "
-                     f"epochs, {cells['head']['n']} seeds, rates chosen on validation): {figures} "
-                     f"({evidence['source']}).")
+        lines.append(f"Where adaptation pays: suite task {run['task']} ({run['n_train']} examples, {run['epochs']} "
+                     f"epochs, {cells['head']['n']} seeds, rates chosen on validation): {figures} ({run['source']}).")
     return lines

@@ -89,6 +89,9 @@ def test_the_report_says_whether_the_adapter_matters_with_the_run_s_numbers(demo
     assert gain["shown"] == (gain["mean_points"] >= 3.0)
     text = (out / "report" / "summary.md").read_text()
     assert "## Does the adapter matter here?" in text
+    for run in summary["suite_evidence"]:  # the suite's own figures, quoted as measured
+        head = run["accuracy"]["head"]
+        assert f"suite task {run['task']}" in text and f"head only {head['mean']:.3f} ± {head['std']:.3f}" in text
     assert f"{gain['mean_points']:+.1f} points" in text
     assert ("Yes:" in text) == gain["shown"] and ("Not at this scale" in text) == (not gain["shown"])
 
@@ -100,7 +103,7 @@ def test_the_gain_statement_quotes_the_suite_when_the_demo_shows_none():
     summary = {"settings": {"n_train": 120},
                "gain_over_head_only": {"points_per_person": {"a": 1.0, "b": -0.5}, "mean_points": 0.25,
                                        "threshold_points": 3.0, "shown": False},
-               "suite_evidence": {"source": "x.json", "n_train": 1000, "epochs": 3, "tasks": {"t": cells}}}
+               "suite_evidence": [{"task": "t", "source": "x.json", "n_train": 1000, "epochs": 3, "accuracy": cells}]}
     lines = _gain_lines(summary)
     assert lines[0].startswith("Not at this scale") and "+0.2 points" in lines[0] and "a +1.0, b -0.5" in lines[0]
     assert "suite task t (1000 examples, 3 epochs, 3 seeds" in lines[1] and "QuIC (1,2) 0.560 ± 0.020" in lines[1]

@@ -116,7 +116,7 @@ def _write_runtime_files(runtime, model, merged, staging, swappable, inputs, ref
     from quic_edge.export.optimum_onnx import export_optimum_onnx, export_transformers_onnx, run_onnx, run_optimum
     from quic_edge.export.swappable import export_swappable_onnx
 
-    names, source = hf.input_names(model), _source_folder(model)
+    names, source = hf.input_names(model), hf.source_folder(model)
     tensors = tuple(torch.from_numpy(inputs[k]) for k in names)
     side = {}
     if runtime == "executorch":
@@ -146,12 +146,6 @@ def _write_runtime_files(runtime, model, merged, staging, swappable, inputs, ref
                                             "swappable.onnx")
         files["swappable"] = "swappable.onnx"
     return files, parity
-
-
-def _source_folder(model: nn.Module) -> Path | None:
-    """The folder a transformers model was loaded from (its tokenizer and preprocessor files), else None."""
-    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
-    return Path(path) if hf.is_transformers_model(model) and path and Path(path).is_dir() else None
 
 
 def _checked_diff(logits: np.ndarray, reference: np.ndarray, what: str) -> float:

@@ -201,11 +201,16 @@ def head_modules(model: nn.Module, candidates: Sequence[str]) -> list[str]:
     return [c for c in candidates if c in present]
 
 
+def source_folder(model: nn.Module) -> Path | None:
+    """The local folder a transformers model was loaded from (its tokenizer and preprocessor files), else None."""
+    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    return Path(path) if is_transformers_model(model) and path and Path(path).is_dir() else None
+
+
 def tokenizer_file(model: nn.Module) -> Path | None:
     """tokenizer.json beside a transformers model loaded from a folder, when there is one."""
-    config = getattr(model, "config", None)
-    path = Path(str(getattr(config, "_name_or_path", "") or ""))
-    return path / "tokenizer.json" if str(path) and (path / "tokenizer.json").is_file() else None
+    folder = source_folder(model)
+    return folder / "tokenizer.json" if folder and (folder / "tokenizer.json").is_file() else None
 
 
 def image_preprocessing(model: nn.Module) -> dict[str, Any] | None:
@@ -216,8 +221,9 @@ def image_preprocessing(model: nn.Module) -> dict[str, Any] | None:
     config = model.config
     size, channels = int(config.image_size), int(getattr(config, "num_channels", 3))
     mean, std = [0.5] * channels, [0.5] * channels  # ViTImageProcessor's defaults
-    path = Path(str(getattr(config, "_name_or_path", "") or "")) / "preprocessor_config.json"
-    if str(config._name_or_path) and path.is_file():
+    folder = source_folder(model)
+    path = folder / "preprocessor_config.json" if folder else None
+    if path and path.is_file():
         import json
 
         found = json.loads(path.read_text())

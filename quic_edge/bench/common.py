@@ -105,11 +105,9 @@ MAIN = tuple(ADAPTERS)  # what `bench compare` runs unless told otherwise
 # Placement (issue 11): the same adapters on the top k layers only; ONNX Runtime's gradient builder then stops the
 # backward pass at the lowest adapted layer, so the layers below keep nothing for it.
 PLACEMENT_K = (1, 2, 3, 4, 5)
-for _k in PLACEMENT_K:
-    for _base in ("quic12", "lora8"):
-        _spec = ADAPTERS[_base]
-        ADAPTERS[f"{_base}-top{_k}"] = replace(_spec, name=f"{_base}-top{_k}", top=_k,
-                                               title=f"{_spec.title}, top {_k} of {LAYERS} layers")
+ADAPTERS |= {f"{base}-top{k}": replace(ADAPTERS[base], name=f"{base}-top{k}", top=k,
+                                       title=f"{ADAPTERS[base].title}, top {k} of {LAYERS} layers")
+             for k in PLACEMENT_K for base in ("quic12", "lora8")}
 
 
 def adapter_numbers(model: nn.Module) -> tuple[int, int]:

@@ -91,15 +91,10 @@ class QuICLinear(nn.Module):
             rotated = torch.cat([rotated, y[..., used:]], dim=-1)
         return rotated
 
-    fold = False  # EXPERIMENT: rotate the weight (x (W^T R)) instead of the activations ((x W^T) R)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.base_layer.bias
-        if QuICLinear.fold:
-            y = torch.matmul(x, self.rotate(dequantized_weight(self.base_layer).T))
-        else:
-            y = F.linear(x, dequantized_weight(self.base_layer))
-            y = self.rotate(y)
+        y = F.linear(x, dequantized_weight(self.base_layer))
+        y = self.rotate(y)
         return y if bias is None else y + bias
 
     def rotation(self) -> torch.Tensor:

@@ -116,3 +116,46 @@ def test_placement_table_takes_accuracy_from_compare_runs():
     assert rows[2]["quic12"]["accuracy"]["t"]["mean"] == 0.61 and rows[1]["quic12"]["accuracy"]["t"]["lr"] == 1e-2
     assert "accuracy" not in rows[0]["quic12"] and "accuracy" not in rows[1]["lora8"]
     assert "t 0.590 ± 0.010 (n=3)" in markdown(results)
+
+
+def test_shape_sweep_exports_and_measures_each_shape(tmp_path):
+    from quic_edge.bench.shapes import markdown, plot, run
+
+    results = run(1, tmp_path, shapes=((1, 8), (4, 32)), adapters=("head",), progress=False)
+    small, large = results["rows"]
+    assert (small["tokens"], large["tokens"]) == (8, 128)
+    for b, s in ((1, 8), (4, 32)):  # each bundle was exported at its own shape
+        manifest = json.loads((tmp_path / f"ort-head-{b}x{s}" / "manifest.json").read_text())
+        assert {i["name"]: i["shape"] for i in manifest["inputs"]}["input_ids"] == [b, s]
+    assert 50 < small["head"]["peak_rss_mib"]["median"] < 1000 and small["head"]["median_step_ms"]["n"] == 1
+    assert "quic_over_lora" not in small  # no pair to compare
+    assert "| 4 x 32 (128) |" in markdown(results)
+    plot(results, tmp_path / "shapes.png")
+    assert (tmp_path / "shapes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("text, message", [("8x", "BATCHxSEQUENCE"), ("0x64", "batch must be"), ("8x1024", "sequence"),
+                                           ("", "at least one")])
+def test_shape_sweep_refuses_bad_shapes(text, message):
+    from quic_edge.bench.shapes import parse_shapes
+
+    assert parse_shapes("1x32, 16X128") == ((1, 32), (16, 128))
+    with pytest.raises(ValueError, match=message):
+        parse_shapes(text)
+
+
+def test_curve_rates_come_from_the_first_file_that_holds_them(tmp_path):
+    from quic_edge.bench.curve import chosen_rates
+
+    def compare(name, lr):
+        path = tmp_path / name
+        path.write_text(json.dumps({"adapters": {a: {"tasks": {"t": {"lr": lr, "head_lr": 0.01}}} for a in ("head", "full")
+                                                 if a in name}}))
+        return str(path)
+
+    first, second = compare("head_full.json", 3e-5), compare("full.json", 1e-4)
+    assert chosen_rates(f"{second},{first}", ("head", "full"), "t") == {"head": (3e-5, 0.01), "full": (1e-4, 0.01)}
+    with pytest.raises(ValueError, match="no chosen rate for quic12 on t"):
+        chosen_rates(first, ("quic12",), "t")
+    with pytest.raises(ValueError, match="not a readable"):
+        chosen_rates(str(tmp_path / "missing.json"), ("head",), "t")

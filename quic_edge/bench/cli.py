@@ -61,8 +61,8 @@ def add_curve_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "learning curve")
     p.add_argument("--sizes", help="comma-separated training sizes (default 50,200,800,3200)")
     p.add_argument("--adapters", help="comma-separated adapters (default head,quic12,lora8,full)")
-    p.add_argument("--rates", help="a `bench compare --json` file whose chosen rates to use "
-                   "(default benchmarks/results/compare.json)")
+    p.add_argument("--rates", help="`bench compare --json` files (comma-separated) whose chosen rates to use; the "
+                   "first file holding an adapter's rate gives it (default benchmarks/results/compare.json)")
     p.add_argument("--work", help="scratch folder (default runs/bench-curve)")
     p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
 

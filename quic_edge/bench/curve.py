@@ -25,22 +25,28 @@ from quic_edge.bench.compare import CompareSettings, Runner
 class CurveSettings(CompareSettings):
     sizes: tuple[int, ...] = (50, 200, 800, 3200)
     adapters: tuple[str, ...] = ("head", "quic12", "lora8", "full")
-    rates: str = "benchmarks/results/compare.json"
+    rates: str = "benchmarks/results/compare.json"  # comma-separated compare files; the first with an adapter wins
     work: str = "runs/bench-curve"
     QUICK: ClassVar[dict[str, Any]] = CompareSettings.QUICK | dict(sizes=(8, 16), adapters=("head", "quic12"))
 
 
-def chosen_rates(path: str | Path, adapters: tuple[str, ...], task: str) -> dict[str, tuple[float, float | None]]:
-    """(rate, head rate) per adapter as the compare run at `path` chose them on `task`'s validation split."""
-    found = json.loads(Path(path).read_text())
+def chosen_rates(paths: str, adapters: tuple[str, ...], task: str) -> dict[str, tuple[float, float | None]]:
+    """(rate, head rate) per adapter as the compare runs in `paths` (comma-separated `bench compare --json` files)
+    chose them on `task`'s validation split; the first file that holds an adapter's rate gives it."""
+    files = [Path(p) for p in paths.split(",") if p.strip()]
+    found = []
+    for path in files:
+        try:
+            found.append(json.loads(path.read_text()).get("adapters", {}))
+        except (OSError, ValueError, AttributeError) as e:
+            raise ValueError(f"rates: {path} is not a readable `bench compare --json` file ({e})") from None
     rates = {}
     for name in adapters:
-        try:
-            row = found["adapters"][name]["tasks"][task]
-        except KeyError:
-            raise ValueError(f"rates: {path} holds no chosen rate for {name} on {task}; run `quic-edge bench compare "
+        rows = [f[name]["tasks"][task] for f in found if task in f.get(name, {}).get("tasks", {})]
+        if not rows:
+            raise ValueError(f"rates: {paths} holds no chosen rate for {name} on {task}; run `quic-edge bench compare "
                              f"--adapters head,{name} --tasks {task}` first") from None
-        rates[name] = (row["lr"], row["head_lr"])
+        rates[name] = (rows[0]["lr"], rows[0]["head_lr"])
     return rates
 
 

@@ -34,13 +34,14 @@ ET_ADAPTERS = ("lora8", "quic12")
 ARENAS = ("on", "off")
 
 
-def export(adapter: str, runtime: str, folder: Path, recompute: bool = True) -> dict[str, Any]:
+def export(adapter: str, runtime: str, folder: Path, recompute: bool = True, batch: int = BATCH,
+           seq: int = SEQ) -> dict[str, Any]:
     from quic_edge.export import export_bundle
     from quic_edge.tasks import example_batch
 
     model = ADAPTERS[adapter].build(len(LABELS), seed=0)
     start = time.perf_counter()
-    manifest = export_bundle(runtime, model, example_batch("minilm", BATCH, SEQ, len(LABELS)), folder, labels=LABELS,
+    manifest = export_bundle(runtime, model, example_batch("minilm", batch, seq, len(LABELS)), folder, labels=LABELS,
                              optimizer="adamw", lr=1e-3, recompute=recompute)
     files = {role: (folder / rel).stat().st_size for role, rel in manifest["files"].items()}
     return {"bundle": str(folder), "export_seconds": time.perf_counter() - start, "bundle_bytes": sum(files.values())}

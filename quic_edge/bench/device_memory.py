@@ -56,6 +56,13 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def plot_spread(ax: Any, x: list[float], cells: list[dict[str, float]], label: str) -> None:
+    """Medians of `spread` cells against x on a matplotlib axis, error bars from min to max."""
+    mid = [c["median"] for c in cells]
+    ax.errorbar(x, mid, yerr=[[m - c["min"] for m, c in zip(mid, cells, strict=True)],
+                              [c["max"] - m for m, c in zip(mid, cells, strict=True)]], marker="o", capsize=3, label=label)
+
+
 def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True) -> dict[str, Any]:
     from quic_edge.bench.attribution import attribute
 

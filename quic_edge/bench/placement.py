@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import LAYERS, PLACEMENT_K
-from quic_edge.bench.device_memory import STEPS, export, peak, range_text, spread
+from quic_edge.bench.device_memory import STEPS, export, peak, plot_spread, range_text, spread
 from quic_edge.bench.memory import measure_fresh
 
 FAMILIES = ("quic12", "lora8")
@@ -106,11 +106,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((axes[0], "peak_rss_mib", "peak RSS (MiB)"), (axes[1], "median_step_ms", "median step (ms)")):
         for family, label in (("quic12", "QuIC (1,2)"), ("lora8", "LoRA r8")):
-            cells = [r[family][key] for r in results["rows"]]
-            mid = [c["median"] for c in cells]
-            ax.errorbar(ks, mid, yerr=[[m - c["min"] for m, c in zip(mid, cells, strict=True)],
-                                       [c["max"] - m for m, c in zip(mid, cells, strict=True)]],
-                        marker="o", capsize=3, label=label)
+            plot_spread(ax, ks, [r[family][key] for r in results["rows"]], label)
         ax.set_xlabel("adapted layers from the top (0 = head only)")
         ax.set_title(title)
         ax.grid(alpha=0.3)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from quic_edge.bench.device_memory import STEPS, export, peak, range_text, spread
+from quic_edge.bench.device_memory import STEPS, export, peak, plot_spread, range_text, spread
 from quic_edge.bench.memory import measure_fresh
 
 ADAPTERS = ("head", "lora8", "quic12", "full")
@@ -100,11 +100,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((axes[0], "peak_rss_mib", "peak RSS (MiB)"), (axes[1], "median_step_ms", "median step (ms)")):
         for a in results["settings"]["adapters"]:
-            cells = [r[a][key] for r in rows]
-            mid = [c["median"] for c in cells]
-            ax.errorbar(tokens, mid, yerr=[[m - c["min"] for m, c in zip(mid, cells, strict=True)],
-                                           [c["max"] - m for m, c in zip(mid, cells, strict=True)]],
-                        marker="o", capsize=3, label=TITLES[a])
+            plot_spread(ax, tokens, [r[a][key] for r in rows], TITLES[a])
         ax.set(xscale="log", yscale="log", xlabel="tokens per step (batch x sequence)", title=title)
         ax.set_xticks(tokens, [f"{r['batch']}x{r['seq_len']}" for r in rows])
         ax.grid(alpha=0.3)

@@ -73,32 +73,20 @@ class QuICLinear(nn.Module):
             return self.batched_compounds
         return build_compounds([self])[0]
 
-    def block_matrix(self) -> torch.Tensor:
-        """[blocks or 1, b, b]: each block's rotation, the compounds on the diagonal and the identity after them.
-
-        Built by padding each compound to its place and adding a constant identity for the tail: no trainable tensor
-        is concatenated with a constant, whose gradient ONNX Runtime would name once per layer (a duplicate)."""
-        compounds = self.compounds()
-        b, offset, rows = self.block_size, 0, []
-        for C in compounds:  # (copies, ck, ck) at rows and columns offset .. offset + ck
-            width = C.shape[-1]
-            rows.append(F.pad(C, (offset, b - offset - width)))
-            offset += width
-        placed = torch.cat(rows, dim=-2) if len(rows) > 1 else rows[0]
-        if offset == b:
-            return placed
-        tail = torch.zeros(b, b, dtype=placed.dtype, device=placed.device)
-        tail[range(offset, b), range(offset, b)] = 1.0
-        return F.pad(placed, (0, 0, 0, b - offset)) + tail
-
     def rotate(self, y: torch.Tensor) -> torch.Tensor:
-        """y [..., d_out] -> y R, block by block: one batched matmul per layer, the tail past the blocks untouched."""
+        """y [..., d_out] -> y R, block by block, identity parts untouched."""
         cfg = self.config
         lead = y.shape[:-1]
         used = cfg.blocks * self.block_size
-        head = y if used == self.out_features else y[..., :used]
-        blocks = head.reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
-        rotated = torch.matmul(blocks, self.block_matrix()).transpose(0, 1).reshape(*lead, used)
+        blocks = y[..., :used].reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
+        pieces, offset = [], 0
+        for C in self.compounds():  # C: (N or 1, ck, ck)
+            width = C.shape[-1]
+            pieces.append(torch.matmul(blocks[..., offset : offset + width], C))  # (N, T, ck)
+            offset += width
+        if offset < self.block_size:
+            pieces.append(blocks[..., offset:])
+        rotated = torch.cat(pieces, dim=-1).transpose(0, 1).reshape(*lead, used)
         if used < self.out_features:
             rotated = torch.cat([rotated, y[..., used:]], dim=-1)
         return rotated

@@ -109,6 +109,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     }
     summary["gain_over_head_only"] = gain_over_head_only(results)
     summary["suite_evidence"] = suite_evidence()
+    summary["curve_evidence"] = curve_evidence()
     # The headline keys (issue 5) are those of the first person, alex.
     first = results[0]
     summary.update(
@@ -123,6 +124,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
 GAIN_SHOWN_POINTS = 3.0  # a gain over head only the demo calls a gain (issue 12): mean over people, in points
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUITE_RESULTS = ("compare.json", "compare_word_order.json")  # `bench compare` runs on the suite, in RESULTS
+CURVE_RESULTS = "curve.json"  # `bench curve` on the suite's main task, in RESULTS
 
 
 def gain_over_head_only(results: list[PersonResult]) -> dict[str, Any]:
@@ -151,6 +153,26 @@ def suite_evidence() -> list[dict[str, Any]]:
                               "epochs": settings.get("epochs"),
                               "accuracy": {a: {"mean": c["mean"], "std": c["std"], "n": c["n"]} for a, c in cells.items()}})
     return found
+
+
+def curve_evidence() -> dict[str, Any] | None:
+    """How QuIC's gain over head only grows with training examples, from the `bench curve` run in this checkout
+    (benchmarks/results/curve.json): per size, both test accuracies (mean, std) and the gain in points; None when the
+    file is not there."""
+    path = RESULTS / CURVE_RESULTS
+    if not path.is_file():
+        return None
+    curve = json.loads(path.read_text())
+    points = curve.get("points", {})
+    if "head" not in points or "quic12" not in points:
+        return None
+    sizes = sorted(set(points["head"]) & set(points["quic12"]), key=int)
+    return {"task": curve["task"], "source": f"benchmarks/results/{CURVE_RESULTS}",
+            "seeds": len(curve["settings"]["seeds"]), "epochs": curve["settings"]["epochs"],
+            "sizes": {n: {"head": points["head"][n]["mean"], "quic12": points["quic12"][n]["mean"],
+                          "head_std": points["head"][n]["std"], "quic12_std": points["quic12"][n]["std"],
+                          "gain_points": 100 * (points["quic12"][n]["mean"] - points["head"][n]["mean"])}
+                      for n in sizes}}
 
 
 def delta_swap_matrix(model, tokenizer, splits, seq_len: int, deltas: list[str]) -> dict[str, dict[str, float]]:
@@ -249,4 +271,10 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
         figures = ", ".join(f"{names[n]} {c['mean']:.3f} ± {c['std']:.3f}" for n, c in cells.items())
         lines.append(f"Where adaptation pays: suite task {run['task']} ({run['n_train']} examples, {run['epochs']} "
                      f"epochs, {cells['head']['n']} seeds, rates chosen on validation): {figures} ({run['source']}).")
+    curve = summary.get("curve_evidence")
+    if curve:
+        steps = "; ".join(f"{n}: head only {c['head']:.3f} ± {c['head_std']:.3f}, QuIC (1,2) {c['quic12']:.3f} ± "
+                          f"{c['quic12_std']:.3f} ({c['gain_points']:+.1f} points)" for n, c in curve["sizes"].items())
+        lines.append(f"How the gain grows with examples per person, on {curve['task']} ({curve['seeds']} seeds, "
+                     f"{curve['epochs']} epochs; {curve['source']}): {steps}.")
     return lines

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import quic_edge
+from quic_edge.demo import RESULTS
 from quic_edge.personas import LABELS
 
 
@@ -92,6 +93,12 @@ def test_the_report_says_whether_the_adapter_matters_with_the_run_s_numbers(demo
     for run in summary["suite_evidence"]:  # the suite's own figures, quoted as measured
         head = run["accuracy"]["head"]
         assert f"suite task {run['task']}" in text and f"head only {head['mean']:.3f} ± {head['std']:.3f}" in text
+    curve = summary["curve_evidence"]
+    if curve and not gain["shown"]:  # the learning curve in this checkout, quoted as measured
+        found = json.loads((RESULTS / "curve.json").read_text())
+        for n in curve["sizes"]:
+            gain_n = 100 * (found["points"]["quic12"][n]["mean"] - found["points"]["head"][n]["mean"])
+            assert f"{n}: head only {found['points']['head'][n]['mean']:.3f}" in text and f"({gain_n:+.1f} points)" in text
     assert f"{gain['mean_points']:+.1f} points" in text
     assert ("Yes:" in text) == gain["shown"] and ("Not at this scale" in text) == (not gain["shown"])
 
@@ -107,6 +114,12 @@ def test_the_gain_statement_quotes_the_suite_when_the_demo_shows_none():
     lines = _gain_lines(summary)
     assert lines[0].startswith("Not at this scale") and "+0.2 points" in lines[0] and "a +1.0, b -0.5" in lines[0]
     assert "suite task t (1000 examples, 3 epochs, 3 seeds" in lines[1] and "QuIC (1,2) 0.560 ± 0.020" in lines[1]
+    assert len(lines) == 2  # no curve in this summary
+    summary["curve_evidence"] = {"task": "t", "seeds": 3, "epochs": 3, "source": "c.json", "sizes": {
+        "50": {"head": 0.5, "quic12": 0.49, "head_std": 0.01, "quic12_std": 0.02, "gain_points": -1.0},
+        "800": {"head": 0.5, "quic12": 0.6, "head_std": 0.01, "quic12_std": 0.02, "gain_points": 10.0}}}
+    lines = _gain_lines(summary)
+    assert "50: head only 0.500 ± 0.010, QuIC (1,2) 0.490 ± 0.020 (-1.0 points); 800:" in lines[2] and "(+10.0" in lines[2]
     summary["gain_over_head_only"] |= {"mean_points": 4.0, "shown": True}
     shown = _gain_lines(summary)
     assert len(shown) == 1 and shown[0].startswith("Yes:") and "+4.0 points" in shown[0]  # no suite quote when shown

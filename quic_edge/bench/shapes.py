@@ -89,11 +89,12 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Peak RSS and median step against tokens per step, log-log, error bars min to max."""
+    """Peak RSS and median step (log scale) against tokens per step (log scale), error bars min to max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rows = results["rows"]
     tokens = [r["tokens"] for r in rows]
@@ -101,8 +102,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for ax, key, title in ((axes[0], "peak_rss_mib", "peak RSS (MiB)"), (axes[1], "median_step_ms", "median step (ms)")):
         for a in results["settings"]["adapters"]:
             plot_spread(ax, tokens, [r[a][key] for r in rows], TITLES[a])
-        ax.set(xscale="log", yscale="log", xlabel="tokens per step (batch x sequence)", title=title)
+        ax.set(xscale="log", yscale="log" if key == "median_step_ms" else "linear",
+               xlabel="tokens per step (batch x sequence)", title=title)
         ax.set_xticks(tokens, [f"{r['batch']}x{r['seq_len']}" for r in rows])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     fig.suptitle("MiniLM, ONNX Runtime device loop: training cost against batch shape")

@@ -159,3 +159,17 @@ def test_curve_rates_come_from_the_first_file_that_holds_them(tmp_path):
         chosen_rates(first, ("quic12",), "t")
     with pytest.raises(ValueError, match="not a readable"):
         chosen_rates(str(tmp_path / "missing.json"), ("head",), "t")
+
+
+def test_a_search_whose_best_rate_is_its_top_tries_the_next_rate_up():
+    from quic_edge.bench.compare import best_row, rate_above_best
+
+    def rows(*pairs):
+        return [{"lr": lr, "val": val} for lr, val in pairs]
+
+    assert rate_above_best(rows((1e-3, 0.6), (3e-3, 0.7), (1e-2, 0.8))) == 3e-2
+    assert rate_above_best(rows((1e-3, 0.6), (3e-3, 0.8))) == 1e-2
+    assert rate_above_best(rows((1e-3, 0.6), (3e-3, 0.8), (1e-2, 0.7))) is None  # accuracy turned down: stop
+    assert rate_above_best(rows((1e-2, 0.7), (3e-2, 0.7))) is None  # a tie goes to the smaller rate
+    assert best_row(rows((1e-2, 0.7), (3e-2, 0.7)))["lr"] == 1e-2
+    assert rate_above_best(rows((3e-5, 0.5))) == 1e-4

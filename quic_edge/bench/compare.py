@@ -10,6 +10,8 @@ How (issue 12's protocol):
 2. Head only first: its learning-rate grid on seed 0; the best validation accuracy picks the head's rate per task.
 3. Every other adapter trains its head at that rate and searches its own rate over its grid on seed 0 (each grid
    starts with a rate at which the adapter barely moves, so a choice below head only on validation is avoidable).
+   Where the best rate is the grid's largest, the search goes one step up the 1-3-10 ladder, up to MAX_EXTENSIONS
+   times, while the top stays the best (the grid's top is then not a wall the choice leans on).
 4. The chosen rate is run for the other seeds. Reported: test accuracy over seeds (mean, std, min, max), the
    validation accuracy that chose, and for QuIC the share of LoRA's gain over head only it captures,
    (acc_QuIC - acc_head) / (acc_LoRA - acc_head).
@@ -22,6 +24,7 @@ Training jobs run in `jobs` fresh processes with one runtime thread each. Each f
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -171,15 +174,40 @@ class Runner:
         search_seed = self.s.seeds[0]
         rates = grid(name, self.s.quick)
         found = self.run([(name, lr, head_lr[t], t, search_seed) for t in self.s.tasks for lr in rates])
+        for _ in range(MAX_EXTENSIONS if len(rates) > 1 else 0):  # the best at the grid's top: try the next rate up
+            more = [(name, up, head_lr[t], t, search_seed) for t in self.s.tasks
+                    if (up := rate_above_best([r for r in found if r["task"] == t]))]
+            if not more:
+                break
+            found += self.run(more)
         chosen = {}
         for task in self.s.tasks:
             rows = [r for r in found if r["task"] == task]
-            best = max(rows, key=lambda r: (r["val"], -r["lr"]))  # ties: the smaller rate
+            best = best_row(rows)
             chosen[task] = {"lr": best["lr"], "head_lr": head_lr[task], "search": [
                 {"lr": r["lr"], "val": r["val"], "test": r["test"]} for r in rows]}
         rest = [(name, chosen[t]["lr"], head_lr[t], t, seed) for t in self.s.tasks for seed in self.s.seeds[1:]]
         self.run(rest)
         return chosen
+
+
+MAX_EXTENSIONS = 2  # at most this many rates above a grid's top, one at a time while the top stays the best
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The search's choice: the best validation accuracy; ties go to the smaller rate."""
+    return max(rows, key=lambda r: (r["val"], -r["lr"]))
+
+
+def rate_above_best(rows: list[dict[str, Any]]) -> float | None:
+    """When the best rate of a search is also the largest tried, the next rate up on the 1-3-10 ladder (1e-2 -> 3e-2,
+    3e-3 -> 1e-2); else None. A search whose best is its top rate has not shown where accuracy turns down."""
+    best, top = best_row(rows)["lr"], max(r["lr"] for r in rows)
+    if best != top:
+        return None
+    exponent = math.floor(math.log10(top) + 1e-9)
+    mantissa = top / 10**exponent
+    return float(f"{3 * 10**exponent if mantissa < 2 else 10 ** (exponent + 1):.0e}")
 
 
 def _key(row: dict[str, Any]) -> tuple:

@@ -16,12 +16,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from quic_edge.bench.common import ADAPTERS
 from quic_edge.bench.device_memory import STEPS, export, peak, plot_spread, range_text, spread
 from quic_edge.bench.memory import measure_fresh
 
-ADAPTERS = ("head", "lora8", "quic12", "full")
+SWEPT = ("head", "lora8", "quic12", "full")
 SHAPES = ((1, 32), (8, 64), (8, 128), (16, 128))
-TITLES = {"head": "head only", "lora8": "LoRA r8", "quic12": "QuIC (1,2)", "full": "full fine-tuning"}
 
 
 def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
@@ -40,7 +40,7 @@ def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(shapes)
 
 
-def run(rounds: int, root: Path, shapes: tuple[tuple[int, int], ...] = SHAPES, adapters: tuple[str, ...] = ADAPTERS,
+def run(rounds: int, root: Path, shapes: tuple[tuple[int, int], ...] = SHAPES, adapters: tuple[str, ...] = SWEPT,
         progress: bool = True) -> dict[str, Any]:
     cases = [(a, b, s) for b, s in shapes for a in adapters]
     bundles = {(a, b, s): export(a, "ort", root / f"ort-{a}-{b}x{s}", batch=b, seq=s) for a, b, s in cases}
@@ -75,8 +75,9 @@ def markdown(results: dict[str, Any]) -> str:
     adapters = s["adapters"]
     lines = [f"MiniLM, AdamW, ONNX Runtime device loop, {s['rounds']} rounds of fresh processes (median, min-max), "
              f"{s['steps']} steps each.", "",
-             "| batch x seq (tokens) | " + " | ".join(f"{TITLES[a]} peak MiB" for a in adapters) + " | QuIC / LoRA peak | "
-             + " | ".join(f"{TITLES[a]} step ms" for a in adapters) + " | QuIC / LoRA step |",
+             "| batch x seq (tokens) | " + " | ".join(f"{ADAPTERS[a].title} peak MiB" for a in adapters)
+             + " | QuIC / LoRA peak | " + " | ".join(f"{ADAPTERS[a].title} step ms" for a in adapters)
+             + " | QuIC / LoRA step |",
              "|---" * (3 + 2 * len(adapters)) + "|"]
     for row in results["rows"]:
         ratio = row.get("quic_over_lora")
@@ -101,7 +102,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((axes[0], "peak_rss_mib", "peak RSS (MiB)"), (axes[1], "median_step_ms", "median step (ms)")):
         for a in results["settings"]["adapters"]:
-            plot_spread(ax, tokens, [r[a][key] for r in rows], TITLES[a])
+            plot_spread(ax, tokens, [r[a][key] for r in rows], ADAPTERS[a].title)
         ax.set(xscale="log", yscale="log" if key == "median_step_ms" else "linear",
                xlabel="tokens per step (batch x sequence)", title=title)
         ax.set_xticks(tokens, [f"{r['batch']}x{r['seq_len']}" for r in rows])
@@ -123,14 +124,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per case (default 3)")
     parser.add_argument("--shapes", default=",".join(f"{b}x{s}" for b, s in SHAPES),
                         help="comma-separated BATCHxSEQUENCE shapes (default 1x32,8x64,8x128,16x128)")
-    parser.add_argument("--adapters", default=",".join(ADAPTERS), help=f"comma-separated, of {', '.join(ADAPTERS)}")
+    parser.add_argument("--adapters", default=",".join(SWEPT), help=f"comma-separated, of {', '.join(SWEPT)}")
     args = parser.parse_args()
     try:
         shapes = parse_shapes(args.shapes)
         adapters = tuple(a.strip() for a in args.adapters.split(",") if a.strip())
-        unknown = sorted(set(adapters) - set(ADAPTERS))
+        unknown = sorted(set(adapters) - set(SWEPT))
         if unknown or not adapters:
-            raise ValueError(f"--adapters: unknown {unknown}; choose from {', '.join(ADAPTERS)}")
+            raise ValueError(f"--adapters: unknown {unknown}; choose from {', '.join(SWEPT)}")
     except ValueError as e:
         parser.error(str(e))
     root = Path(args.work)

@@ -69,17 +69,54 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert "no chosen rate for full" in capsys.readouterr().err
 
 
-def test_quick_ablation_reports_angles_per_config(tmp_path):
+def test_quick_ablation_reports_each_configuration_beside_head_and_the_paper(tmp_path):
     from quic_edge.bench.ablation import AblationSettings, run_ablation
 
-    out = tmp_path / "results"
-    summary = run_ablation(AblationSettings.make(quick=True, out=str(out)), progress=False)
+    out, work = tmp_path / "results", tmp_path / "work"
+    summary = run_ablation(AblationSettings.make(quick=True, out=str(out), work=str(work)), progress=False)
     for name in ("ablation.json", "ablation.md", "ablation.png"):
         assert (out / name).stat().st_size > 0, name
-    rows = {r["title"]: r for r in summary["configs"]}
-    assert rows["{1,2}"]["angles"] == 2 * LAYERS * 3 * comb(15, 2)
-    assert rows["{2}"]["n"] == 16 and rows["{2}"]["angles"] == 2 * LAYERS * 3 * comb(16, 2)  # C(16,2) = 120 <= 128
-    assert all(0.0 <= r["accuracy"]["bbc-same-topic"]["mean"] <= 1.0 for r in rows.values())
+    rows = {r["adapter"]: r for r in summary["rows"]}
+    assert list(rows) == ["quic12", "quic2", "quic12-free", "head"]  # the table's order, not the command line's
+    assert rows["quic12"]["adapter_numbers"] == 2 * LAYERS * 3 * comb(15, 2)
+    assert rows["quic2"]["n"] == 16 and rows["quic2"]["adapter_numbers"] == 2 * LAYERS * 3 * comb(16, 2)  # 120 <= 128
+    assert rows["quic12-free"]["adapter_numbers"] == rows["quic12"]["adapter_numbers"]  # same count, no orthogonality
+    assert rows["quic12-free"]["matrix"] == "unconstrained" and rows["quic12-free"]["group"] == "orthogonality"
+    assert all(0.0 <= r["tasks"]["bbc-same-topic"]["test"]["mean"] <= 1.0 for r in rows.values())
+    assert "88.85" in (out / "ablation.md").read_text() and "about 40" in rows["quic2"]["paper_stsb"]
+    # the runs are compare's: a compare run on the same work folder trains nothing again
+    before = (work / "rows.jsonl").read_text()
+    assert main(["bench", "compare", "--quick", "--adapters", "head,quic2", "--out", str(tmp_path / "c"), "--work",
+                 str(work), "--no-progress"]) == 0
+    assert (work / "rows.jsonl").read_text() == before
+
+
+def test_ablation_row_measures_each_configuration_against_head_and_lora():
+    from quic_edge.bench.ablation import ablation_row
+    from quic_edge.bench.compare import gain_captured
+
+    def adapter(title, numbers, values, lr):
+        mean = sum(values) / len(values)
+        return {"title": title, "adapter_numbers": numbers, "trainable": numbers + 770, "tasks": {"t": {
+            "lr": lr, "val_search_seed": 0.6, "test": {"mean": mean, "std": 0.0, "values": values}}}}
+
+    result = {"adapters": {"head": adapter("head only", 0, [0.50, 0.52, 0.54], 1e-2),
+                           "lora8": adapter("LoRA", 73728, [0.70, 0.72, 0.74], 3e-4),
+                           "quic2": adapter("QuIC (2)", 4320, [0.55, 0.57, 0.59], 3e-3)}}
+    result["gain_captured"] = gain_captured(result)
+    row = ablation_row("quic2", result)
+    task = row["tasks"]["t"]
+    assert task["points_over_head"] == pytest.approx(5.0)  # 0.57 - 0.52
+    assert task["share_of_lora_gain"] == pytest.approx(0.25)  # 5 of LoRA's 20 points
+    assert task["share_per_seed"] == pytest.approx([0.25, 0.25, 0.25])
+    assert (row["group"], row["n"], row["orders"], task["lr"]) == ("orders", 16, [2], 3e-3)
+    assert "about 40" in row["paper_stsb"] and ablation_row("head", result)["paper_stsb"] == ""
+
+
+def test_ablation_refuses_an_adapter_outside_it(tmp_path, capsys):
+    assert main(["bench", "ablation", "--quick", "--adapters", "head,quic12-top2", "--out", str(tmp_path),
+                 "--no-progress"]) == 2
+    assert "quic12-top2" in capsys.readouterr().err
 
 
 def test_unknown_adapter_is_a_clear_error(tmp_path, capsys):

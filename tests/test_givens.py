@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quic_edge.givens import brick_rounds, circuit, gate_count, orthogonal, planes_rounds
+from quic_edge.givens import brick_rounds, circuit, gate_count, orthogonal, planes_rounds, unconstrained
 
 
 def check_planes_schedule(n: int, rounds: list[list[tuple[int, int]]]) -> None:
@@ -120,3 +120,18 @@ def test_bad_layout_and_depth():
         circuit(5, "zigzag")
     with pytest.raises(ValueError, match="depth"):
         circuit(5, "planes", depth=99)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 9), seed=st.integers(0, 2**31 - 1))
+def test_the_orthogonality_control_is_identity_plus_a_free_upper_triangle(n, seed):
+    """The ablation's control: as many free numbers as the full circuit has angles, placed above the diagonal in the
+    planes circuit's pair order; not orthogonal once they move, so it tests what orthogonality is worth."""
+    values = torch.randn(2, gate_count(n), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    pairs = [p for r in planes_rounds(n) for p in r]
+    expected = np.stack([np.eye(n)] * 2)
+    for g, (i, j) in enumerate(pairs):
+        expected[:, i, j] = values[:, g].numpy()
+    A = unconstrained(values, n)
+    np.testing.assert_allclose(A.numpy(), expected, atol=0)
+    assert not torch.allclose(A @ A.transpose(-1, -2), torch.eye(n, dtype=torch.float64).expand(2, n, n), atol=1e-3)

@@ -21,6 +21,7 @@ CONFIGS = {
     "orders 1,2,3 brick depth 2": dict(blocks=2, orders=(1, 2, 3), layout="brick", depth=2),
     "orders 2 shared": dict(blocks=4, orders=(2,), share_blocks=True),
     "block OFT chain 2": dict(blocks=6, orders=(1,), chain=2),
+    "unconstrained 1,2 (the ablation's control)": dict(blocks=3, orders=(1, 2), matrix="unconstrained"),
 }
 TARGETS = {"mlp": ("fc1", "fc2"), "llama-tiny": ("q_proj", "v_proj", "down_proj"), "bert-tiny": ("query", "value")}
 

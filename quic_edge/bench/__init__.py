@@ -2,6 +2,6 @@
 
 `common.py`: task splits and the adapters compared, built on the same frozen int8 MiniLM and the same targets;
 `compare.py`: QuIC orders against block OFT, LoRA (PEFT), head-only and full fine-tuning through the ONNX Runtime
-device loop; `ablation.py`: orders, circuit depth and layout of QuIC, trained in eager PyTorch;
+device loop; `ablation.py`: orders, circuit depth, layout and orthogonality of QuIC, as adapters of the comparison;
 `report.py`: markdown tables and plots.
 """

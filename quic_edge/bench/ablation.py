@@ -1,13 +1,21 @@
-"""The paper's ablation on our data: Hamming-weight orders, circuit depth below the full circuit, layout.
+"""The paper's ablation on the suite: Hamming-weight orders, circuit depth, layout and the orthogonality control.
 
     from quic_edge.bench.ablation import AblationSettings, run_ablation
-    summary = run_ablation(AblationSettings())        # ~25 min on 2 cores
+    summary = run_ablation(AblationSettings(tasks=("bbc-word-order",)))   # ~15 min per new configuration on 2 cores
 
-Trained in eager PyTorch (one export per config would cost more than the training; the exported graphs compute
-the same QuICLinear, within 1e-5 by the parity tests), with what the device loop does: AdamW (torch semantics)
-at one learning rate for angles and head, the same fixed-size shuffled batches (`quic_edge.data.batches` with
-`default_rng(seed)`), eval mode. All configs use query/value of the same frozen int8 MiniLM and the splits of
-the compare benchmark.
+Every configuration is an adapter of the comparison (quic_edge.bench.common.ABLATION_ADAPTERS), trained the way
+`bench compare` trains it: the ONNX Runtime device loop, its own learning rate chosen on the validation split (the
+head at head-only's chosen rate), test accuracy over seeds. The runs are the comparison's runs: with the same work
+folder (by default `bench compare`'s) and data settings, the rows a compare run made are reused, not trained again.
+Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, full "planes" circuit):
+- orders: which compound matrices act ({1}, {1,2}, {1,2,3}, {2}, {2,3}; n is the largest that fits a block, so the
+  angles differ) and block OFT (order 1, 12 blocks of 32: a full orthogonal matrix per block);
+- depth: the first 1, 3 or 7 rounds of the circuit instead of all of them;
+- layout: the brick circuit instead of planes;
+- orthogonality: the same blocks and compounds of A = I + T, T strictly upper triangular with as many free numbers
+  as the circuit has angles (quic_edge.givens.unconstrained), so the matrix is no longer orthogonal.
+The paper (arXiv 2502.06916, STS-B, its own encoder) reports C1 91.68, C1+C2 88.85, C1+C2+C3 88.48 and about 40 for
+sets without C1; the table puts those numbers beside ours.
 """
 
 from __future__ import annotations
@@ -17,99 +25,77 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from quic_edge.bench.common import TARGETS, AdapterSpec, RunSettings, adapter_numbers, mean_spread
-from quic_edge.config import QuICConfig
-from quic_edge.suite import suite_split
+from quic_edge.bench.common import ADAPTERS
+from quic_edge.bench.compare import CompareSettings, compare
 
+HIDDEN = 384  # MiniLM's query/value width: what each configuration's n is computed from
 
-@dataclass(frozen=True)
-class Variant:
-    group: str  # "orders", "depth", "layout" or "reference"
-    title: str
-    config: QuICConfig | None  # None: head only
-
-
-def _v(group: str, title: str, **config: Any) -> Variant:
-    return Variant(group, title, QuICConfig(target_modules=TARGETS, **config))
-
-
-VARIANTS = (
-    _v("orders", "{1,2}", blocks=3, orders=(1, 2)),
-    _v("orders", "{1}, n=15 (as {1,2})", blocks=3, orders=(1,), n=15),
-    _v("orders", "{1} = block OFT b=32", blocks=12, orders=(1,)),
-    _v("orders", "{2}", blocks=3, orders=(2,)),
-    _v("orders", "{2,3}", blocks=3, orders=(2, 3)),
-    _v("orders", "{1,2,3}", blocks=3, orders=(1, 2, 3)),
-    _v("depth", "{1,2} depth 1", blocks=3, orders=(1, 2), depth=1),
-    _v("depth", "{1,2} depth 3", blocks=3, orders=(1, 2), depth=3),
-    _v("depth", "{1,2} depth 7", blocks=3, orders=(1, 2), depth=7),
-    _v("layout", "{1,2} brick", blocks=3, orders=(1, 2), layout="brick"),
-    Variant("reference", "head only", None),
+# (group, adapter) in the order of the table
+ROWS = (
+    ("orders", "quic1-n15"),
+    ("orders", "quic12"),
+    ("orders", "quic123"),
+    ("orders", "quic2"),
+    ("orders", "quic23"),
+    ("orders", "quic1"),
+    ("depth", "quic12-d1"),
+    ("depth", "quic12-d3"),
+    ("depth", "quic12-d7"),
+    ("layout", "quic12-brick"),
+    ("orthogonality", "quic12-free"),
+    ("reference", "head"),
+    ("reference", "lora8"),
+    ("reference", "full"),
 )
+GROUP = dict((name, group) for group, name in ROWS)
+# The paper's STS-B results for the sets of orders it ablates (its Table on Hamming-weight subsets).
+PAPER_STSB = {"quic1-n15": "91.68 (C1)", "quic12": "88.85 (C1+C2)", "quic123": "88.48 (C1+C2+C3)",
+              "quic2": "about 40 (no C1)", "quic23": "about 40 (no C1)"}
 
 
 @dataclass(frozen=True)
-class AblationSettings(RunSettings):
-    variants: tuple[str, ...] = tuple(v.title for v in VARIANTS)
-    lr: float = 1e-2
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
-    QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(variants=("{1,2}", "{2}"))
+class AblationSettings(CompareSettings):
+    adapters: tuple[str, ...] = tuple(name for _, name in ROWS)
+    QUICK: ClassVar[dict[str, Any]] = CompareSettings.QUICK | dict(adapters=("head", "quic12", "quic2", "quic12-free"))
 
 
 def run_ablation(s: AblationSettings, progress: bool = True) -> dict[str, Any]:
-    import torch
-    from tqdm import tqdm
-
+    """Train (or reuse) every configuration's runs, then write ablation.{json,md,png} to s.out; return the summary."""
     from quic_edge.bench.report import write_ablation
 
-    chosen = [v for v in VARIANTS if v.title in s.variants]
-    if len(chosen) != len(s.variants):
-        raise ValueError(f"variants: unknown {sorted(set(s.variants) - {v.title for v in VARIANTS})}")
-    if s.threads:
-        torch.set_num_threads(s.threads)
+    unknown = sorted(set(s.adapters) - set(GROUP))
+    if unknown:
+        raise ValueError(f"adapters: not in the ablation {unknown}; the ablation's configurations are {list(GROUP)}")
     start = time.perf_counter()
-    bar = tqdm(total=len(chosen) * len(s.tasks) * len(s.seeds), disable=not progress, desc="bench ablation", unit="run")
-    rows = []
-    for variant in chosen:
-        accuracy, angles, shape = {}, 0, {}
-        for task in s.tasks:
-            scores = []
-            for seed in s.seeds:
-                bar.set_postfix_str(f"{variant.title} {task} seed {seed}")
-                score, angles, shape = train_eager(variant, suite_split(task, s.n_train, s.n_val, s.n_test, seed), seed, s)
-                scores.append(score)
-                bar.update(1)
-            accuracy[task] = mean_spread(scores) | {"values": scores}
-        rows.append({"group": variant.group, "title": variant.title, "angles": angles, **shape, "accuracy": accuracy,
-                     "config": asdict(variant.config) if variant.config else None})
-    bar.close()
-    summary = {"settings": asdict(s), "configs": rows, "total_seconds": time.perf_counter() - start}
+    result = compare(s, progress)
+    summary = {"settings": asdict(s), "head_lr": result["head_lr"], "total_seconds": time.perf_counter() - start,
+               "rows": [ablation_row(name, result) for _, name in ROWS if name in s.adapters]}
     write_ablation(Path(s.out), summary)
     return summary
 
 
-def build(variant: Variant, num_labels: int, seed: int):
-    if variant.config is None:
-        return AdapterSpec("head", "head only", "head", ()).build(num_labels, seed)
-    return AdapterSpec(variant.title, variant.title, "quic", (), variant.config).build(num_labels, seed)
+def circuit(name: str) -> dict[str, Any]:
+    """What a configuration is, in the table's words: blocks, n, orders, depth, layout, matrix."""
+    config = ADAPTERS[name].config
+    if config is None:
+        return {"blocks": 0, "n": 0, "orders": "-", "depth": "-", "layout": "-", "matrix": "-"}
+    return {"blocks": config.blocks, "n": config.block_dim(HIDDEN), "orders": list(config.orders),
+            "depth": config.depth or "full", "layout": config.layout, "matrix": config.matrix}
 
 
-def train_eager(variant: Variant, split, seed: int, s: AblationSettings) -> tuple[float, int, dict[str, Any]]:
-    """(held-out accuracy, angles, circuit shape) after training one variant on one split (quic_edge.training)."""
-    from tokenizers import Tokenizer
-
-    from quic_edge.data import encode_examples
-    from quic_edge.formats.optimizer import optimizer_spec
-    from quic_edge.model import quic_layers
-    from quic_edge.models import minilm_path
-    from quic_edge.training import evaluate, fit, shuffled_batches
-
-    model = build(variant, len(split.labels), seed)
-    tokenizer = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
-    inputs, targets = encode_examples(tokenizer, split.train, split.labels, s.seq_len)
-    fit(model, shuffled_batches(inputs, targets, s.batch_size, s.epochs, seed), optimizer_spec("adamw", s.lr))
-    accuracy = evaluate(model, *encode_examples(tokenizer, split.test, split.labels, s.seq_len), batch_size=50)
-    layers = list(quic_layers(model).values())
-    shape = {"blocks": layers[0].config.blocks if layers else 0, "n": layers[0].n if layers else 0,
-             "depth": (variant.config.depth or "full") if variant.config else "-"}
-    return accuracy, adapter_numbers(model)[1], shape
+def ablation_row(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One configuration: its circuit, its numbers, and per task the chosen rate, test accuracy over seeds, the points
+    over head only and the share of LoRA's gain (when head and LoRA were run)."""
+    row, head = result["adapters"][name], result["adapters"].get("head")
+    tasks = {}
+    for task, t in row["tasks"].items():
+        entry = {"lr": t["lr"], "test": t["test"], "val_search_seed": t["val_search_seed"]}
+        if head is not None:
+            entry["points_over_head"] = 100 * (t["test"]["mean"] - head["tasks"][task]["test"]["mean"])
+        captured = result.get("gain_captured", {}).get(name, {}).get(task)
+        if captured is not None:
+            entry["share_of_lora_gain"] = captured["ratio"]
+            entry["share_per_seed"] = captured["per_seed"]
+        tasks[task] = entry
+    return {"group": GROUP[name], "adapter": name, "title": row["title"], "adapter_numbers": row["adapter_numbers"],
+            "trainable": row["trainable"], **circuit(name), "paper_stsb": PAPER_STSB.get(name, ""), "tasks": tasks}

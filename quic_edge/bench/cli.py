@@ -30,22 +30,26 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def add_compare_arguments(p: argparse.ArgumentParser) -> None:
-    _common(p, "comparison")
-    p.add_argument("--adapters", help="comma-separated adapters (default quic12,quic123,quic1,lora8,head,full; also "
-                   "quic12-topK and lora8-topK, K = 1..5: on the top K layers only)")
-    p.add_argument("--work", help="scratch folder for bundles and work dirs (default runs/bench-compare)")
+def _training(p: argparse.ArgumentParser, what: str, adapters: str) -> None:
+    _common(p, what)
+    p.add_argument("--adapters", help=f"comma-separated adapters ({adapters})")
+    p.add_argument("--work", help="scratch folder for bundles, work dirs and the finished runs (rows.jsonl), shared by "
+                   "compare and ablation (default runs/bench-compare)")
     p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
 
 
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    _training(p, "comparison", "default quic12,quic123,quic1,lora8,head,full; also quic12-topK and lora8-topK, K = "
+              "1..5: on the top K layers only; and the ablation's configurations")
+
+
 def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
-    _common(p, "ablation")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    from quic_edge.bench.ablation import GROUP
+
+    _training(p, "ablation", f"default all: {','.join(GROUP)}; head is always needed")
 
 
-def run_compare_command(args: argparse.Namespace) -> int:
-    from quic_edge.bench.compare import CompareSettings, run_compare
-
+def _training_overrides(args: argparse.Namespace) -> dict:
     overrides = _overrides(args)
     if args.adapters:
         overrides["adapters"] = _names(args.adapters)
@@ -53,7 +57,13 @@ def run_compare_command(args: argparse.Namespace) -> int:
         overrides["work"] = args.work
     if args.jobs:
         overrides["jobs"] = args.jobs
-    settings = CompareSettings.make(quick=args.quick, **overrides)
+    return overrides
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from quic_edge.bench.compare import CompareSettings, run_compare
+
+    settings = CompareSettings.make(quick=args.quick, **_training_overrides(args))
     return _finish(run_compare(settings, progress=not args.no_progress), args, Path(settings.out) / "compare.md")
 
 
@@ -88,10 +98,7 @@ def run_curve_command(args: argparse.Namespace) -> int:
 def run_ablation_command(args: argparse.Namespace) -> int:
     from quic_edge.bench.ablation import AblationSettings, run_ablation
 
-    overrides = _overrides(args)
-    if args.threads:
-        overrides["threads"] = args.threads
-    settings = AblationSettings.make(quick=args.quick, **overrides)
+    settings = AblationSettings.make(quick=args.quick, **_training_overrides(args))
     return _finish(run_ablation(settings, progress=not args.no_progress), args, Path(settings.out) / "ablation.md")
 
 

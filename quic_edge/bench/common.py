@@ -108,6 +108,21 @@ PLACEMENT_K = (1, 2, 3, 4, 5)
 ADAPTERS |= {f"{base}-top{k}": replace(ADAPTERS[base], name=f"{base}-top{k}", top=k,
                                        title=f"{ADAPTERS[base].title}, top {k} of {LAYERS} layers")
              for k in PLACEMENT_K for base in ("quic12", "lora8")}
+# The paper's ablation (issue 12, quic_edge.bench.ablation): QuIC (1,2)'s neighbours, each one change away from it.
+ABLATION_ADAPTERS = {
+    spec.name: spec
+    for spec in (
+        quic("quic1-n15", "QuIC (1), n=15 (as (1,2))", blocks=3, orders=(1,), n=15),
+        quic("quic2", "QuIC (2)", blocks=3, orders=(2,)),
+        quic("quic23", "QuIC (2,3)", blocks=3, orders=(2, 3)),
+        quic("quic12-free", "(1,2), unconstrained A = I + T", blocks=3, orders=(1, 2), matrix="unconstrained"),
+        quic("quic12-d1", "QuIC (1,2), depth 1", blocks=3, orders=(1, 2), depth=1),
+        quic("quic12-d3", "QuIC (1,2), depth 3", blocks=3, orders=(1, 2), depth=3),
+        quic("quic12-d7", "QuIC (1,2), depth 7", blocks=3, orders=(1, 2), depth=7),
+        quic("quic12-brick", "QuIC (1,2), brick layout", blocks=3, orders=(1, 2), layout="brick"),
+    )
+}
+ADAPTERS |= ABLATION_ADAPTERS
 
 
 def adapter_numbers(model: nn.Module) -> tuple[int, int]:

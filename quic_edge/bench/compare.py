@@ -68,6 +68,15 @@ def grid(name: str, quick: bool) -> tuple[float, ...]:
 
 def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     """Export, search, train and evaluate every (adapter, task, seed); write the report; return it."""
+    from quic_edge.bench.report import write_compare
+
+    summary = compare(s, progress)
+    write_compare(Path(s.out), summary)
+    return summary
+
+
+def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
+    """The comparison's summary (what run_compare writes): the chosen rates, test accuracy over seeds, every run."""
     unknown = sorted(set(s.adapters) - set(ADAPTERS))
     if unknown:
         raise ValueError(f"adapters: unknown {unknown}; known {list(ADAPTERS)}")
@@ -88,9 +97,6 @@ def run_compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
         summary["adapters"][name] = adapter_row(name, chosen[name], runner)
     summary["gain_captured"] = gain_captured(summary)
     summary["gaps"] = {t: gap(summary, t) for t in s.tasks}
-    from quic_edge.bench.report import write_compare
-
-    write_compare(Path(s.out), summary)
     return summary
 
 

@@ -18,9 +18,11 @@ SUBCOMMANDS = {  # name: (help, description)
         "in --sizes, over seeds, on the ONNX Runtime device loop. Resumable per size. Writes curve.{json,md,png}.",
     ),
     "ablation": (
-        "the paper's ablation on our data: orders, circuit depth, layout",
-        "Accuracy against angles for Hamming-weight orders {1}, {2}, {1,2}, {2,3}, {1,2,3}, shallower circuits and the "
-        "brick layout, trained in eager PyTorch on the same splits. Writes ablation.{json,md,png}.",
+        "the paper's ablation on the suite: orders, circuit depth, layout, orthogonality",
+        "Hamming-weight orders {1}, {1,2}, {1,2,3}, {2}, {2,3} and block OFT, circuits of depth 1, 3 and 7, the brick "
+        "layout and the orthogonality control (compounds of an unconstrained matrix with as many numbers), each "
+        "trained as `bench compare` trains (device loop, rate chosen on validation, seeds), beside head only, LoRA and "
+        "full fine-tuning and the paper's STS-B numbers. Shares compare's runs (--work). Writes ablation.{json,md,png}.",
     ),
     "memory": (
         "peak RSS per phase of training a bundle on this machine (the Raspberry Pi tool)",

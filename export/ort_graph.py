@@ -133,9 +133,11 @@ RECOMPUTE_SESSION_OPTIONS = {"optimization.disable_specified_optimizers": "Commo
 
 
 def is_backward(node: onnx.NodeProto) -> bool:
-    """A node of the backward pass: added by ONNX Runtime's gradient builder (its tensors carry the _grad suffix) or a
-    recomputing copy made here."""
-    return any("_grad" in name or name.endswith(RECOMPUTE_SUFFIX) for name in (*node.input, *node.output))
+    """A node of the backward pass: added by ONNX Runtime's gradient builder (its tensors carry the _grad suffix, or
+    the node is named `<forward node>_Grad/...`, as the reshapes of a MatMul's operands for its weight gradient are) or
+    a recomputing copy made here."""
+    return "_Grad/" in node.name or any("_grad" in name or name.endswith(RECOMPUTE_SUFFIX)
+                                        for name in (*node.input, *node.output))
 
 
 def tensor_bytes(proto: onnx.ModelProto) -> dict[str, int]:

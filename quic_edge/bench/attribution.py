@@ -110,7 +110,33 @@ def _chains(graph: Any) -> tuple[set[str], dict[str, str]]:
             for i in node.input:
                 if i not in from_adapter:
                     from_adapter[i] = "rotation (QuIC)"
+    from_adapter |= _kept_for_adapters(graph, from_adapter)
     return from_int8 - int8, from_adapter
+
+
+def _kept_for_adapters(graph: Any, from_adapter: dict[str, str]) -> dict[str, str]:
+    """Forward tensors that only an adapter's gradient reads (LoRA's A needs its layer's input, x): every backward
+    reader is a node of ONNX Runtime's gradient builder, `<forward node>_Grad/...`, for a forward node that reads an
+    adapter tensor (ORT's fusions keep the forward node's name before a '/'). Kept because of the adapter, whatever
+    made them."""
+    from quic_edge.export.ort_graph import is_backward
+
+    def label(name: str) -> str | None:
+        return from_adapter.get(name) or ("LoRA" if "lora_" in name else None)
+
+    adapter_nodes = {}
+    for node in graph.node:
+        labels = {label(i) for i in node.input} - {None}
+        if labels and not is_backward(node):
+            adapter_nodes[node.name.split("/")[0]] = labels.pop()
+    readers: dict[str, set[str | None]] = defaultdict(set)
+    for node in graph.node:
+        if is_backward(node):
+            owner = node.name.split("_Grad/")[0] if "_Grad/" in node.name else None
+            for i in node.input:
+                readers[i].add(adapter_nodes.get(owner) if owner else None)
+    return {name: next(iter(labels)) for name, labels in readers.items()
+            if len(labels) == 1 and None not in labels and name not in from_adapter and "_grad" not in name}
 
 
 def stashed_by_kind(graph: Any, sizes: dict[str, int]) -> dict[str, dict[str, Any]]:

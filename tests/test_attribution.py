@@ -1,0 +1,62 @@
+"""The memory attribution (quic_edge.bench.attribution) reads what ONNX Runtime really runs: checked on tiny LLaMA
+bundles, LoRA and QuIC on the same targets, against what the optimized graph's own nodes say."""
+
+from __future__ import annotations
+
+import pytest
+
+from quic_edge import baselines, models
+from quic_edge.config import QuICConfig
+from quic_edge.export import export_bundle
+from quic_edge.model import apply_quic
+from quic_edge.runtimes.parity import NUM_LABELS
+from quic_edge.tasks import example_batch
+
+TARGETS = ("q_proj", "v_proj")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from quic_edge.bench.attribution import attribute, optimized_training_graph
+
+    out = {}
+    for adapter in ("lora", "quic"):
+        model, _ = models.load("llama-tiny", num_labels=NUM_LABELS, seed=0)
+        model = baselines.lora(model, 4, TARGETS) if adapter == "lora" else apply_quic(model, QuICConfig(
+            blocks=2, orders=(1, 2), target_modules=TARGETS))
+        folder = tmp_path_factory.mktemp(f"attribution-{adapter}") / "bundle"
+        export_bundle("ort", model, example_batch("llama-tiny", 4, 16, NUM_LABELS), folder, optimizer="adamw")
+        out[adapter] = (optimized_training_graph(folder).graph, attribute(folder))
+    return out
+
+
+@pytest.mark.parametrize("adapter", ["lora", "quic"])
+def test_nothing_the_gradient_builder_made_counts_as_kept_from_forward(bundles, adapter):
+    """ORT names its gradient nodes `<forward node>_Grad/...` (some, like the reshapes of a MatMul's operands, carry
+    no _grad tensor name): their outputs are backward temporaries, not tensors kept from forward."""
+    from quic_edge.export.ort_graph import stashed_tensors
+
+    graph, _ = bundles[adapter]
+    made_by_gradient = {o for n in graph.node if "_Grad/" in n.name for o in n.output}
+    assert made_by_gradient, "the optimized graph should hold gradient-builder nodes"
+    assert not set(stashed_tensors(type("P", (), {"graph": graph})())) & made_by_gradient
+
+
+def test_lora_keeps_its_layer_input_and_it_is_labelled_lora(bundles):
+    """LoRA's A needs its input x for its weight gradient; nothing else in the backward pass reads x, so x is LoRA's."""
+    from quic_edge.bench.attribution import _chains
+
+    graph, report = bundles["lora"]
+    lora_inputs = {i for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm") and "_Grad/" not in n.name
+                   and any("lora_A" in x for x in n.input) for i in n.input if "lora_A" not in i}
+    assert lora_inputs
+    _, labels = _chains(graph)
+    assert all(labels.get(x) == "LoRA" for x in lora_inputs), {x: labels.get(x) for x in lora_inputs}
+    assert report["stashed"]["LoRA"]["mib"] > 0 and "rotation (QuIC)" not in report["stashed"]
+
+
+def test_quic_keeps_rotation_tensors_and_nothing_labelled_lora(bundles):
+    _, report = bundles["quic"]
+    assert report["stashed"]["rotation (QuIC)"]["mib"] > 0 and "LoRA" not in report["stashed"]
+    assert report["stashed_mib"] == pytest.approx(sum(v["mib"] for v in report["stashed"].values()))
+    assert report["peak_live_mib"] > 0 and report["nodes"] > 0

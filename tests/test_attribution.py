@@ -60,3 +60,25 @@ def test_quic_keeps_rotation_tensors_and_nothing_labelled_lora(bundles):
     assert report["stashed"]["rotation (QuIC)"]["mib"] > 0 and "LoRA" not in report["stashed"]
     assert report["stashed_mib"] == pytest.approx(sum(v["mib"] for v in report["stashed"].values()))
     assert report["peak_live_mib"] > 0 and report["nodes"] > 0
+
+
+@pytest.mark.parametrize("adapter", ["lora", "quic"])
+def test_weights_dequantized_from_int8_are_named_so(bundles, adapter):
+    """Tiny LLaMA's weights are below the recompute rewrite's size floor, so the backward pass keeps their fp32
+    dequantization; each such tensor is made, through any ops, from an int8 weight and constants only."""
+    import onnx
+
+    from quic_edge.bench.attribution import _chains
+
+    graph, report = bundles[adapter]
+    int8 = {i.name for i in (*graph.input, *graph.initializer)
+            if (i.type.tensor_type.elem_type if hasattr(i, "type") else i.data_type) == onnx.TensorProto.INT8}
+    dequantized, _ = _chains(graph)
+    assert report["stashed"]["dequantized weights"]["count"] > 0
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def reaches_int8(name: str) -> bool:
+        node = producer.get(name)
+        return name in int8 or (node is not None and any(reaches_int8(i) for i in node.input if i))
+
+    assert all(reaches_int8(name) for name in dequantized)

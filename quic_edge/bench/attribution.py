@@ -92,12 +92,16 @@ def _chains(graph: Any) -> tuple[set[str], dict[str, str]]:
     int8 = {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.INT8}
     int8 |= {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     activations = {i.name for i in graph.input if i.name in ("input_ids", "attention_mask", "features", "labels")}
+    # axes, shapes, scales and what is made from them alone: neither a weight nor data
+    static = ({i.name for i in graph.initializer} - int8) | {i.name for i in graph.input if i.name.endswith("_scale")}
     from_int8, from_adapter, from_data = set(int8), {}, set(activations)
     for node in graph.node:
         inputs = [i for i in node.input if i]
+        if all(i in static for i in inputs):
+            static.update(node.output)
         if any(i in from_data for i in inputs):
             from_data.update(node.output)
-        elif inputs and all(i in from_int8 or i.endswith(("_scale", "weight_scale")) for i in inputs):
+        elif any(i in from_int8 for i in inputs) and all(i in from_int8 or i in static for i in inputs):
             from_int8.update(node.output)
         for i in inputs:
             label = ("rotation (QuIC)" if i.endswith("angles") or from_adapter.get(i) == "rotation (QuIC)" else

@@ -95,9 +95,9 @@ def accuracy_panels(points: list[tuple[str, int, dict[str, dict]]], tasks: list[
                         fmt=markers[i] if markers else "o", capsize=3, label=label)
         ax.set(xscale="log", xlabel=xlabel, ylabel="held-out accuracy", title=task)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize="x-small", ncol=2 if len(points) > 6 else 1)
+    axes[0][-1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside, not over, the points
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -210,3 +210,16 @@ def test_a_search_whose_best_rate_is_its_top_tries_the_next_rate_up():
     assert rate_above_best(rows((1e-2, 0.7), (3e-2, 0.7))) is None  # a tie goes to the smaller rate
     assert best_row(rows((1e-2, 0.7), (3e-2, 0.7)))["lr"] == 1e-2
     assert rate_above_best(rows((3e-5, 0.5))) == 1e-4
+
+
+def test_the_ablation_help_names_every_configuration():
+    """The help text is written out (building the parser must not import torch); it must not drift from ROWS."""
+    import argparse
+
+    from quic_edge.bench.ablation import ROWS
+    from quic_edge.bench.cli import add_ablation_arguments
+
+    parser = argparse.ArgumentParser()
+    add_ablation_arguments(parser)
+    text = next(a.help for a in parser._actions if a.dest == "adapters")
+    assert text.split(": ")[1].split(";")[0].split(",") == [name for _, name in ROWS]

@@ -59,7 +59,7 @@ def cast_like_to_cast(proto: onnx.ModelProto) -> int:
     return count
 
 
-def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+def graph_constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     found = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Constant":
@@ -72,7 +72,7 @@ def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
 def split_sequences_to_split(proto: onnx.ModelProto) -> int:
     """Each SplitToSequence whose sizes, axis length and readers' positions are constant becomes a Split whose outputs
     the former SequenceAt readers return (through Identity); returns how many were rewritten."""
-    graph, constants = proto.graph, _constants(proto)
+    graph, constants = proto.graph, graph_constants(proto)
     splits = [n for n in graph.node if n.op_type == "SplitToSequence" and n.domain in ("", "ai.onnx")]
     if not splits:
         return 0
@@ -161,7 +161,8 @@ def stashed_tensors(proto: onnx.ModelProto) -> list[str]:
 
 def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anchor_fraction: float = 1 / 8) -> list[str]:
     """Give the backward pass its own copy of every stashed tensor of at least `min_bytes` that a chain of cheap ops
-    (RECOMPUTABLE_OPS: dequantization, gathers, layout) makes from graph inputs, initializers or a much smaller
+    (RECOMPUTABLE_OPS: dequantization, gathers, layout; and gathers written as products with a constant selection
+    matrix, quic_edge.compounds) makes from graph inputs, initializers or a much smaller
     tensor (an anchor, at most `anchor_fraction` of its size, which stays stashed instead). The forward copy is then
     freed after its last forward use. The copies go to the front of the node list (ONNX Runtime then runs them late,
     next to their backward readers; appended copies ran early and saved nothing). Returns the recomputed names."""
@@ -169,6 +170,7 @@ def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anch
     producer = {o: n for n in graph.node for o in n.output}
     leaves = {i.name for i in graph.initializer} | {i.name for i in graph.input}
     sizes = tensor_bytes(proto)
+    constants = graph_constants(proto)
     clones: dict[str, onnx.NodeProto] = {}  # original output name -> its clone (shared by every recomputed tensor)
     order: list[onnx.NodeProto] = []
     recomputed = []
@@ -176,7 +178,7 @@ def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anch
         size = sizes.get(name, 0)
         if size < min_bytes:
             continue
-        chain = _cheap_chain(name, producer, leaves, sizes, size * anchor_fraction)
+        chain = _cheap_chain(name, producer, leaves, sizes, size * anchor_fraction, constants)
         if chain is None:
             continue
         for node in chain:
@@ -202,8 +204,22 @@ def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anch
     return recomputed
 
 
+def gathers_by_product(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    """A MatMul by a constant 0/1 matrix that puts one entry of the other operand in each output: P @ A with at most
+    one 1 in each row of P, or A @ Q with at most one 1 in each column of Q (quic_edge.compounds' minors)."""
+    if node.op_type != "MatMul":
+        return False
+    left, right = (constants.get(name) for name in node.input[:2])
+    return (left is not None and _one_hot(left, axis=1)) or (right is not None and _one_hot(right, axis=0))
+
+
+def _one_hot(value: np.ndarray, axis: int) -> bool:
+    return (value.ndim == 2 and value.dtype.kind == "f" and bool(np.isin(value, (0.0, 1.0)).all())
+            and bool((value.sum(axis=axis) <= 1).all()))
+
+
 def _cheap_chain(name: str, producer: dict[str, onnx.NodeProto], leaves: set[str], sizes: dict[str, int],
-                 anchor_limit: float) -> list[onnx.NodeProto] | None:
+                 anchor_limit: float, constants: dict[str, np.ndarray]) -> list[onnx.NodeProto] | None:
     """The forward nodes (producers first) that remake `name` from leaves or small anchors, or None."""
     chain: list[onnx.NodeProto] = []
     seen: set[str] = set()
@@ -214,7 +230,9 @@ def _cheap_chain(name: str, producer: dict[str, onnx.NodeProto], leaves: set[str
         if not top and 0 < sizes.get(value, 1 << 62) <= anchor_limit:
             return True  # a small anchor: it stays stashed
         node = producer.get(value)
-        if node is None or is_backward(node) or node.op_type not in RECOMPUTABLE_OPS or node.domain not in ("", "ai.onnx"):
+        if node is None or is_backward(node) or node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type not in RECOMPUTABLE_OPS and not gathers_by_product(node, constants):
             return False
         seen.update(node.output)
         if not all(visit(i, False) for i in node.input):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compounds import compound
+from .compounds import Selectors, compound
 from .config import QuICConfig, compound_width
 from .givens import RoundTables, chain_product, gate_count, orthogonal, unconstrained
 from .quantize import dequantized_weight, requantize_like
@@ -126,13 +126,13 @@ def circuit_key(layer: QuICLinear) -> tuple:
     return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape), c.matrix
 
 
-CircuitTables = Callable[[tuple], tuple[RoundTables | None, dict[int, torch.Tensor]]]
+CircuitTables = Callable[[tuple], tuple[RoundTables | None, dict[int, Selectors]]]
 
 
 def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = None) -> list[list[torch.Tensor]]:
     """For each layer, its compounds [blocks or 1, C(n, k), C(n, k)] per order, one batched build per circuit.
 
-    `tables(key)` gives a circuit's (round tables, subset table per order); None builds them afresh. A chain
+    `tables(key)` gives a circuit's (round tables, selectors per order); None builds them afresh. A chain
     R_1 ... R_M is one block matrix blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet, so the chain copies' orthogonal
     matrices are multiplied before the compounds are taken.
     """
@@ -142,14 +142,14 @@ def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = Non
     result: list[list[torch.Tensor]] = [[] for _ in layers]
     for key, members in groups.items():
         n, orders, layout, depth, _, matrix = key
-        rounds, subsets = tables(key) if tables is not None else (None, {})
+        rounds, select = tables(key) if tables is not None else (None, {})
         angles = torch.stack([layers[i].angles for i in members])  # (L, chain, copies, gates)
         if matrix == "unconstrained":
             A = chain_product(unconstrained(angles, n, rounds))  # (L, copies, n, n)
         else:
             A = chain_product(orthogonal(angles, n, layout, depth, rounds))
         for k in orders:
-            C = compound(A, k, subsets.get(k))  # (L, copies, ck, ck)
+            C = compound(A, k, select.get(k))  # (L, copies, ck, ck)
             for slot, i in enumerate(members):
                 result[i].append(C[slot])
     return result

@@ -2,7 +2,7 @@
 
 Every training step rebuilds every rotation. Built layer by layer, MiniLM's 12 adapted layers gave a 2,464-node
 ONNX Runtime training graph (LoRA's: 910). `Rotations` groups the layers by circuit (n, orders, layout, depth and
-angle shape), holds each circuit's static index tables as non-persistent buffers (so `.to()` moves them, nothing is
+angle shape), holds each circuit's static index and selection tables as non-persistent buffers (so `.to()` moves them, nothing is
 global, and an exporter sees the same constants whether or not the model ran before), builds all compounds of a group
 in one batch in its forward, and hands each layer its slice around the model's forward through two hooks whose
 handles it keeps (`detach` removes them).
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .compounds import subset_table
+from .compounds import Selectors, selectors
 from .givens import RoundTables, round_tables, upper_tables
 from .layer import QuICLinear, build_compounds, circuit_key
 
@@ -33,14 +33,17 @@ class Rotations(nn.Module):
                 self.register_buffer(f"circuit{g}_{name}", table, persistent=False)
             for k in orders:
                 if k > 1:
-                    self.register_buffer(f"circuit{g}_subsets{k}", subset_table(n, k), persistent=False)
+                    for side, tables_k in zip(Selectors._fields, selectors(n, k), strict=True):
+                        for t, table in enumerate(tables_k):
+                            self.register_buffer(f"circuit{g}_{side}{k}_{t}", table, persistent=False)
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def tables(self, key: tuple) -> tuple[RoundTables, dict[int, torch.Tensor]]:
+    def tables(self, key: tuple) -> tuple[RoundTables, dict[int, Selectors]]:
         g = self.keys.index(key)
         rounds = RoundTables(*(getattr(self, f"circuit{g}_{name}") for name in RoundTables._fields))
         orders = key[1]
-        return rounds, {k: getattr(self, f"circuit{g}_subsets{k}") for k in orders if k > 1}
+        return rounds, {k: Selectors(*(tuple(getattr(self, f"circuit{g}_{side}{k}_{t}") for t in range(k))
+                                       for side in Selectors._fields)) for k in orders if k > 1}
 
     def forward(self) -> list[list[torch.Tensor]]:
         """Each layer's compounds, in the order of `layers`."""

@@ -48,14 +48,16 @@ class OrtLoop(DeviceLoop):
 
     Memory settings (stated with every measurement): `enable_mem_pattern=False` (it saved 60-120 MiB of growth
     after the first step, RUNTIMES.md); `cpu_arena` (default True) keeps ORT's CPU arena allocator, False
-    turns it off (lower RSS, slightly more allocation work); `threads` = intra-op threads (0 = ORT's choice).
+    turns it off (lower RSS, slightly more allocation work); `threads` = intra-op threads (0 = ORT's choice);
+    `profile` = a file prefix: ORT times every kernel of the training session and writes a JSON trace when the
+    session closes (quic_edge.bench.op_profile reads it).
     """
 
     runtime = "ort"
 
     def __init__(self, bundle_dir, work_dir, keep: int = 2, threads: int = 0, cpu_arena: bool = True,
-                 **verify: Any) -> None:
-        self._threads, self._cpu_arena = threads, cpu_arena
+                 profile: str | None = None, **verify: Any) -> None:
+        self._threads, self._cpu_arena, self._profile = threads, cpu_arena, profile
         self._session: tuple[Any, Any, Any] | None = None
         super().__init__(bundle_dir, work_dir, keep, **verify)
 
@@ -71,12 +73,15 @@ class OrtLoop(DeviceLoop):
         self._device = self._ort.OrtDevice(self._ort.OrtDevice.cpu(), self._ort.OrtDevice.default_memory(), 0)
         self._with_eval = False
 
-    def _options(self) -> Any:
+    def _options(self, profile: bool = False) -> Any:
         C = self._ort
         options = C.SessionOptions()
         options.enable_mem_pattern = False
         options.enable_cpu_mem_arena = self._cpu_arena
         options.intra_op_num_threads = self._threads
+        if profile and self._profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = self._profile
         for key, value in self.manifest.get("session_options", {}).items():  # e.g. what recomputed tensors need
             options.add_session_config_entry(key, value)
         return options
@@ -91,7 +96,7 @@ class OrtLoop(DeviceLoop):
         self._session = None  # release the old session's memory before loading the new one
         state = C.load_checkpoint(str(checkpoint))
         eval_model = self._path("eval_model") if with_eval else None
-        module = C.Module(self._path("training_model"), state, eval_model, self._device, self._options())
+        module = C.Module(self._path("training_model"), state, eval_model, self._device, self._options(profile=True))
         optimizer = C.Optimizer(self._path("optimizer_model"), state, self._device, self._options())
         self._with_eval = with_eval
         return state, module, optimizer
@@ -107,6 +112,11 @@ class OrtLoop(DeviceLoop):
             self._session = self._build(switch, with_eval=True)
         finally:
             switch.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Release the sessions (ORT writes the profile, when asked for, as the training session closes); the next
+        use loads the bundle's checkpoint again."""
+        self._session = None
 
     @property
     def session(self) -> tuple[Any, Any, Any]:

@@ -26,7 +26,7 @@ def bundles(tmp_path_factory):
             blocks=2, orders=(1, 2), target_modules=TARGETS))
         folder = tmp_path_factory.mktemp(f"attribution-{adapter}") / "bundle"
         export_bundle("ort", model, example_batch("llama-tiny", 4, 16, NUM_LABELS), folder, optimizer="adamw")
-        out[adapter] = (optimized_training_graph(folder).graph, attribute(folder))
+        out[adapter] = (optimized_training_graph(folder).graph, attribute(folder), folder)
     return out
 
 
@@ -36,7 +36,7 @@ def test_nothing_the_gradient_builder_made_counts_as_kept_from_forward(bundles, 
     no _grad tensor name): their outputs are backward temporaries, not tensors kept from forward."""
     from quic_edge.export.ort_graph import stashed_tensors
 
-    graph, _ = bundles[adapter]
+    graph, _, _ = bundles[adapter]
     made_by_gradient = {o for n in graph.node if "_Grad/" in n.name for o in n.output}
     assert made_by_gradient, "the optimized graph should hold gradient-builder nodes"
     assert not set(stashed_tensors(type("P", (), {"graph": graph})())) & made_by_gradient
@@ -46,7 +46,7 @@ def test_lora_keeps_its_layer_input_and_it_is_labelled_lora(bundles):
     """LoRA's A needs its input x for its weight gradient; nothing else in the backward pass reads x, so x is LoRA's."""
     from quic_edge.bench.attribution import _chains
 
-    graph, report = bundles["lora"]
+    graph, report, _ = bundles["lora"]
     lora_inputs = {i for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm") and "_Grad/" not in n.name
                    and any("lora_A" in x for x in n.input) for i in n.input if "lora_A" not in i}
     assert lora_inputs
@@ -56,7 +56,7 @@ def test_lora_keeps_its_layer_input_and_it_is_labelled_lora(bundles):
 
 
 def test_quic_keeps_rotation_tensors_and_nothing_labelled_lora(bundles):
-    _, report = bundles["quic"]
+    _, report, _ = bundles["quic"]
     assert report["stashed"]["rotation (QuIC)"]["mib"] > 0 and "LoRA" not in report["stashed"]
     assert report["stashed_mib"] == pytest.approx(sum(v["mib"] for v in report["stashed"].values()))
     assert report["peak_live_mib"] > 0 and report["nodes"] > 0
@@ -70,7 +70,7 @@ def test_weights_dequantized_from_int8_are_named_so(bundles, adapter):
 
     from quic_edge.bench.attribution import _chains
 
-    graph, report = bundles[adapter]
+    graph, report, _ = bundles[adapter]
     int8 = {i.name for i in (*graph.input, *graph.initializer)
             if (i.type.tensor_type.elem_type if hasattr(i, "type") else i.data_type) == onnx.TensorProto.INT8}
     dequantized, _ = _chains(graph)
@@ -82,3 +82,37 @@ def test_weights_dequantized_from_int8_are_named_so(bundles, adapter):
         return name in int8 or (node is not None and any(reaches_int8(i) for i in node.input if i))
 
     assert all(reaches_int8(name) for name in dequantized)
+
+
+def test_the_op_profile_times_every_node_of_the_graph_ort_runs(bundles, tmp_path):
+    """The kernel profile of a device-loop step (quic_edge.bench.op_profile) counts, per op type, the nodes of the
+    optimized training graph, once per step."""
+    from collections import Counter
+
+    from quic_edge.bench.op_profile import op_profile
+
+    graph, _, folder = bundles["quic"]
+    profile = op_profile(folder, tmp_path / "work", steps=2, warmup=1)
+    graph_ops = Counter(n.op_type for n in graph.node)
+    assert {op: v["nodes"] for op, v in profile["by_op"].items()} == {op: c for op, c in graph_ops.items()
+                                                                      if op in profile["by_op"]}
+    assert set(graph_ops) - set(profile["by_op"]) <= {"Identity"}  # ORT may run an Identity without a kernel event
+    assert profile["kernel_ms_per_step"] == pytest.approx(sum(v["ms"] for v in profile["by_op"].values()))
+
+
+def test_kernel_times_average_only_the_last_runs():
+    from quic_edge.bench.op_profile import kernel_times
+
+    def run(ts):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": 5}
+
+    def kernel(ts, op, dur):
+        return {"cat": "Node", "name": f"n_{op}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [run(0), kernel(1, "MatMul", 9000), run(10), kernel(11, "MatMul", 2000), kernel(12, "Add", 1000),
+              run(20), kernel(21, "MatMul", 4000), kernel(22, "Add", 1000)]
+    times = kernel_times(events, steps=2)
+    assert times["by_op"] == {"MatMul": {"ms": 3.0, "nodes": 1}, "Add": {"ms": 1.0, "nodes": 1}}
+    assert times["kernel_ms_per_step"] == 4.0
+    with pytest.raises(ValueError, match="fewer than"):
+        kernel_times(events, steps=4)

@@ -11,7 +11,8 @@ median step); rounds alternate the adapters' order (round r starts at adapter r)
 the spread (min to max) over rounds, and ratios to LoRA r8 within each round. ONNX Runtime: CPU arena on (its
 default) and off. Beside the measurements, the attribution of each ONNX Runtime bundle (quic_edge.bench.attribution):
 what a step keeps from forward to backward, by kind, from the graph ORT runs. ExecuTorch: its planned buffers for
-QuIC (1,2) and LoRA r8 (its Python runtime imports torch, so its process figure is mostly torch).
+QuIC (1,2) and LoRA r8 (its Python runtime imports torch, so its process figure is mostly torch). After the rounds,
+where the step's time goes: ORT's kernel times by op type for each ONNX Runtime bundle (quic_edge.bench.op_profile).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ ORT_ADAPTERS = ("head", "lora8", "quic12", "quic123", "full")
 BEFORE_ADAPTERS = ("lora8", "quic12")  # also exported without the recompute rewrite, with --before
 ET_ADAPTERS = ("lora8", "quic12")
 ARENAS = ("on", "off")
+PROFILED = ("head", "lora8", "quic12", "quic123")
 
 
 def export(adapter: str, runtime: str, folder: Path, recompute: bool = True, batch: int = BATCH,
@@ -65,6 +67,7 @@ def plot_spread(ax: Any, x: list[float], cells: list[dict[str, float]], label: s
 
 def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True) -> dict[str, Any]:
     from quic_edge.bench.attribution import attribute
+    from quic_edge.bench.op_profile import op_profile
 
     bundles = {(a, "ort", True): export(a, "ort", root / f"ort-{a}") for a in ORT_ADAPTERS}
     if before:
@@ -101,10 +104,11 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
                 "step": spread([m["median_step_ms"] / lo["median_step_ms"] for m, lo in zip(mine, lora, strict=True)])}
     attribution = {f"{a}/{'recompute' if rc else 'no-recompute'}": attribute(b["bundle"])
                    for (a, rt, rc), b in bundles.items() if rt == "ort"}
+    profiles = {a: op_profile(bundles[a, "ort", True]["bundle"], root / "work" / f"profile-{a}") for a in PROFILED}
     return {"settings": {"model": "minilm", "batch": BATCH, "seq_len": SEQ, "steps": STEPS, "rounds": rounds,
                          "optimizer": "adamw"},
             "exports": {f"{a}/{rt}/{rc}": b for (a, rt, rc), b in bundles.items()}, "summary": summary,
-            "ratios_to_lora8": ratios, "attribution": attribution}
+            "ratios_to_lora8": ratios, "attribution": attribution, "op_profiles": profiles}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -127,7 +131,29 @@ def markdown(results: dict[str, Any]) -> str:
     for name, a in results["attribution"].items():
         cells = [f"{a['stashed'].get(k, {}).get('mib', 0.0):.1f}" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {a['stashed_mib']:.1f} | {a['peak_live_mib']:.1f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + profile_table(results.get("op_profiles", {}))) + "\n"
+
+
+def profile_table(profiles: dict[str, Any], per_bundle: int = 8) -> list[str]:
+    """Kernel ms per step by op type (nodes in brackets), the ops that are among any bundle's `per_bundle` slowest."""
+    if not profiles:
+        return []
+    ops = list(dict.fromkeys(op for p in profiles.values() for op in list(p["by_op"])[:per_bundle]))
+    lines = ["", "Kernel time per step by op type (ms, nodes in brackets; ORT's profiler, 10 steps after 3; it slows "
+             "every kernel a little, so read shares, not step times):", "",
+             "| op | " + " | ".join(profiles) + " |", "|---|" + "---|" * len(profiles)]
+    for op in [*ops, "all other ops"]:
+        cells = []
+        for p in profiles.values():
+            if op == "all other ops":
+                ms, nodes = sum(v["ms"] for k, v in p["by_op"].items() if k not in ops), sum(
+                    v["nodes"] for k, v in p["by_op"].items() if k not in ops)
+            else:
+                ms, nodes = p["by_op"].get(op, {}).get("ms", 0.0), p["by_op"].get(op, {}).get("nodes", 0)
+            cells.append(f"{ms:.1f} ({nodes})")
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    lines.append("| total | " + " | ".join(f"{p['kernel_ms_per_step']:.1f}" for p in profiles.values()) + " |")
+    return lines
 
 
 def range_text(s: dict[str, float], spec: str) -> str:

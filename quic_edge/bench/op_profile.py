@@ -1,0 +1,58 @@
+"""Where a training step's time goes: ONNX Runtime's own kernel timings, by op type, for one bundle.
+
+    profile = op_profile("bundle/", "work/", steps=10)
+    # {"kernel_ms_per_step": ..., "by_op": {op: {"ms": ..., "nodes": ...}}, "top_nodes": [[name, op, ms], ...]}
+
+The device loop (quic_edge.runtimes.ort.OrtLoop) trains `warmup + steps` steps on the measuring batch with ORT's
+profiler on for its training session; the trace's kernel times of the last `steps` runs are averaged per step. The
+profiler adds a little time to every kernel, so the figures say what share each kind of op takes, not the step time
+(quic_edge.bench.memory measures that, without the profiler). This is how ORT's CPU gradient of Gather was found to
+take 62 of QuIC (1,2)'s 276 ms at MiniLM 8 x 64 (quic_edge.compounds now gathers by products).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def op_profile(bundle: str | Path, work: str | Path, steps: int = 10, warmup: int = 3, top: int = 15) -> dict[str, Any]:
+    """Kernel time per step of an ONNX Runtime bundle's training session, by op type, and its `top` slowest nodes."""
+    from quic_edge.bench.memory import measuring_batch
+    from quic_edge.runtimes.ort import OrtLoop
+
+    with tempfile.TemporaryDirectory(prefix="quic-edge-profile-") as tmp:
+        loop = OrtLoop(bundle, work, profile=str(Path(tmp) / "train"))
+        batch = measuring_batch(loop)
+        for _ in range(warmup + steps):
+            loop.train_step(batch)
+        loop.close()
+        traces = sorted(Path(tmp).glob("train*.json"))
+        if not traces:
+            raise RuntimeError(f"ONNX Runtime wrote no profile for {bundle}")
+        events = json.loads(traces[-1].read_text())
+    return kernel_times(events, steps, top)
+
+
+def kernel_times(events: list[dict[str, Any]], steps: int, top: int = 15) -> dict[str, Any]:
+    """Per-step kernel time by op type over the last `steps` session runs of an ORT profile trace."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])[-steps:]
+    if len(runs) < steps:
+        raise ValueError(f"the profile holds {len(runs)} session runs, fewer than the {steps} asked for")
+    start = runs[0]["ts"]
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start]
+    by_op: Counter[str] = Counter()
+    nodes: Counter[str] = Counter()
+    by_node: Counter[tuple[str, str]] = Counter()
+    for e in kernels:
+        op = e["args"]["op_name"]
+        by_op[op] += e["dur"] / 1e3 / steps
+        nodes[op] += 1 / steps
+        by_node[e["name"].removesuffix("_kernel_time"), op] += e["dur"] / 1e3 / steps
+    return {"steps": steps, "kernel_ms_per_step": sum(by_op.values()),
+            "by_op": {op: {"ms": ms, "nodes": round(nodes[op])} for op, ms in by_op.most_common()},
+            "top_nodes": [[name, op, ms] for (name, op), ms in by_node.most_common(top)]}

@@ -65,6 +65,29 @@ def test_the_peak_resets_between_phases():
     assert big > base + 150 and after < big - 150
 
 
+def test_a_fixed_mmap_threshold_returns_freed_blocks_at_once(bundle, tmp_path):
+    """Why the device benchmark has an "off-mmap" mode: once a 4 MiB block was freed, glibc serves 512 KiB blocks from
+    its heap and keeps them resident after they are freed (it raises its mmap threshold); with the threshold fixed at
+    128 KiB (the child's environment, as measure_fresh sets it) they are unmapped on free."""
+    from quic_edge.bench.memory import MMAP_THRESHOLD_ENV, measure_fresh
+
+    code = ("import numpy as np\nfrom quic_edge.bench.memory import rss_split\n"
+            "a = np.ones(4 * 2**20 // 8); del a\n"
+            "blocks = [np.ones(2**19 // 8) for _ in range(100)]; keep = blocks[-1]; del blocks\n"
+            "print(rss_split()['RssAnon'] / 1024)\n")
+
+    def resident_mib(env: dict[str, str]) -> float:
+        return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env={**os.environ, **env}).stdout)
+
+    assert resident_mib({}) > resident_mib({MMAP_THRESHOLD_ENV: "131072"}) + 30
+    runtime, folder = bundle
+    if runtime == "ort":
+        measured = measure_fresh(folder, tmp_path / "work", 2, cpu_arena=False, mmap_threshold=131072)
+        assert measured["runtime_memory"]["malloc_mmap_threshold"] == "131072"
+        assert measure_fresh(folder, tmp_path / "work2", 2)["runtime_memory"]["malloc_mmap_threshold"] is None
+
+
 def test_a_bundle_of_another_runtime_is_a_clear_error(bundle, capsys):
     runtime, folder = bundle
     other = "executorch" if runtime == "ort" else "ort"

@@ -32,7 +32,10 @@ BATCH, SEQ, STEPS, LABELS = 8, 64, 20, ["a", "b", "c"]
 ORT_ADAPTERS = ("head", "lora8", "quic12", "quic123", "full")
 BEFORE_ADAPTERS = ("lora8", "quic12")  # also exported without the recompute rewrite, with --before
 ET_ADAPTERS = ("lora8", "quic12")
-ARENAS = ("on", "off")
+# ORT's CPU arena on (its default) or off; "off-mmap": off, and glibc maps every block of 128 KiB or more on its own
+# and unmaps it on free, so the peak follows the live tensors (steps pay for the mapping; quic_edge.bench.memory)
+ARENAS = ("on", "off", "off-mmap")
+MMAP_THRESHOLD = 128 * 1024
 PROFILED = ("head", "lora8", "quic12", "quic123")
 
 
@@ -83,7 +86,8 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
         for adapter, runtime, recompute, arena in order:
             key = f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
             bundle = bundles[adapter, runtime, recompute]["bundle"]
-            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS, cpu_arena=arena == "on")
+            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS, cpu_arena=arena == "on",
+                                     mmap_threshold=MMAP_THRESHOLD if arena == "off-mmap" else None)
             runs.setdefault(key, []).append(measured)
             if progress:
                 print(f"round {r}: {key}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)

@@ -31,6 +31,7 @@ SAMPLE_TEXTS = (
     "The new phone has a larger screen, a faster chip and a camera that works well at night.",
     "Ministers will vote on the proposal next week after months of debate in parliament.",
 )
+MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"  # glibc reads it when a process starts
 RUNTIME_DISTRIBUTIONS = {"ort": ("onnxruntime-training-cpu", "onnxruntime-training", "onnxruntime"),
                          "executorch": ("executorch",)}
 
@@ -150,17 +151,21 @@ def runtime_memory(loop: Any, loop_options: dict[str, Any]) -> dict[str, Any]:
         return {"planned_buffer_bytes": planned, "planned_total_mib": sum(planned) / 2**20,
                 "intra_op_threads": loop.threads or "torch default"}
     return {"cpu_arena": loop_options.get("cpu_arena", True), "enable_mem_pattern": False,
-            "intra_op_threads": loop_options.get("threads") or "runtime default"}
+            "intra_op_threads": loop_options.get("threads") or "runtime default",
+            "malloc_mmap_threshold": os.environ.get(MMAP_THRESHOLD_ENV)}
 
 
 def measure_fresh(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, cpu_arena: bool = True,
-                  threads: int | None = None) -> dict[str, Any]:
+                  threads: int | None = None, mmap_threshold: int | None = None) -> dict[str, Any]:
     """`measure` in a fresh child process (peak RSS is per process); raises with the child's error on failure.
 
-    threads: the loop's intra-op threads (None: the loop's default)."""
+    threads: the loop's intra-op threads (None: the loop's default). mmap_threshold: glibc's MALLOC_MMAP_THRESHOLD_
+    for the child (bytes): every block at least this large is mapped on allocation and unmapped on free, so freed
+    tensors leave the resident set at once (glibc otherwise raises the threshold as blocks are freed and keeps them)."""
     command = [sys.executable, "-m", "quic_edge.bench.memory", str(bundle), str(work), "--steps", str(steps),
                "--cpu-arena", "on" if cpu_arena else "off", *(["--threads", str(threads)] if threads is not None else [])]
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = {**os.environ, **({MMAP_THRESHOLD_ENV: str(mmap_threshold)} if mmap_threshold is not None else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement of {bundle} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -4,7 +4,8 @@
 
 For each n, 3 blocks, orders (1, 2), forward + backward of C_1(A) (+) C_2(A) from n(n-1)/2 parameters:
 - ours: A from the "planes" Givens circuit (one static gather per round, log-depth product), C_2 from
-  2 x 2 minors by static gathers (quic_edge.givens.orthogonal, quic_edge.compound);
+  2 x 2 minors whose entries are picked by products with constant one-hot matrices (quic_edge.givens.orthogonal,
+  quic_edge.compound);
 - reference: A = (I - S)(I + S)^-1 from a skew matrix S (torch.inverse), C_2 by torch.linalg.det of every
   2 x 2 submatrix, as the published QuIC code builds it.
 Median of repeated runs, one thread, in one process.

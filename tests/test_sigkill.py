@@ -54,7 +54,9 @@ def _run_and_kill(bundle, work, delay: float) -> tuple[int, int]:
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)
     out, _ = child.communicate()
-    saved = [int(line.split()[1]) for line in out.splitlines() if line.startswith("saved")]
+    # the kill can tear the last line ("saved" without its number): read only whole "saved N" lines
+    saved = [int(words[1]) for words in (line.split() for line in out.splitlines())
+             if len(words) == 2 and words[0] == "saved" and words[1].isdigit()]
     return resumed, (saved[-1] if saved else resumed)
 
 

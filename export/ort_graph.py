@@ -60,6 +60,7 @@ def cast_like_to_cast(proto: onnx.ModelProto) -> int:
 
 
 def graph_constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The values of a graph's initializers and Constant nodes, by tensor name."""
     found = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Constant":

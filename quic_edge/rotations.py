@@ -2,10 +2,10 @@
 
 Every training step rebuilds every rotation. Built layer by layer, MiniLM's 12 adapted layers gave a 2,464-node
 ONNX Runtime training graph (LoRA's: 910). `Rotations` groups the layers by circuit (n, orders, layout, depth and
-angle shape), holds each circuit's static index and selection tables as non-persistent buffers (so `.to()` moves them, nothing is
-global, and an exporter sees the same constants whether or not the model ran before), builds all compounds of a group
-in one batch in its forward, and hands each layer its slice around the model's forward through two hooks whose
-handles it keeps (`detach` removes them).
+angle shape), holds each circuit's static index and selection tables as non-persistent buffers (so `.to()` moves
+them, nothing is global, and an exporter sees the same constants whether or not the model ran before), builds all
+compounds of a group in one batch in its forward, and hands each layer its slice around the model's forward through
+two hooks whose handles it keeps (`detach` removes them).
 """
 
 from __future__ import annotations

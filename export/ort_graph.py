@@ -172,6 +172,7 @@ def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anch
     leaves = {i.name for i in graph.initializer} | {i.name for i in graph.input}
     sizes = tensor_bytes(proto)
     constants = graph_constants(proto)
+    gathering = {o for n in graph.node if gathers_by_product(n, constants) for o in n.output}
     clones: dict[str, onnx.NodeProto] = {}  # original output name -> its clone (shared by every recomputed tensor)
     order: list[onnx.NodeProto] = []
     recomputed = []
@@ -179,7 +180,7 @@ def recompute_in_backward(proto: onnx.ModelProto, min_bytes: int = 1 << 18, anch
         size = sizes.get(name, 0)
         if size < min_bytes:
             continue
-        chain = _cheap_chain(name, producer, leaves, sizes, size * anchor_fraction, constants)
+        chain = _cheap_chain(name, producer, leaves, sizes, size * anchor_fraction, gathering)
         if chain is None:
             continue
         for node in chain:
@@ -220,8 +221,9 @@ def _one_hot(value: np.ndarray, axis: int) -> bool:
 
 
 def _cheap_chain(name: str, producer: dict[str, onnx.NodeProto], leaves: set[str], sizes: dict[str, int],
-                 anchor_limit: float, constants: dict[str, np.ndarray]) -> list[onnx.NodeProto] | None:
-    """The forward nodes (producers first) that remake `name` from leaves or small anchors, or None."""
+                 anchor_limit: float, gathering: set[str]) -> list[onnx.NodeProto] | None:
+    """The forward nodes (producers first) that remake `name` from leaves or small anchors, or None (`gathering`: the
+    outputs of products that gather, gathers_by_product)."""
     chain: list[onnx.NodeProto] = []
     seen: set[str] = set()
 
@@ -233,7 +235,7 @@ def _cheap_chain(name: str, producer: dict[str, onnx.NodeProto], leaves: set[str
         node = producer.get(value)
         if node is None or is_backward(node) or node.domain not in ("", "ai.onnx"):
             return False
-        if node.op_type not in RECOMPUTABLE_OPS and not gathers_by_product(node, constants):
+        if node.op_type not in RECOMPUTABLE_OPS and value not in gathering:
             return False
         seen.update(node.output)
         if not all(visit(i, False) for i in node.input):

@@ -75,7 +75,7 @@ def test_compound_entries_are_remade_in_backward_and_the_step_is_unchanged(train
     recomputed = recompute_in_backward(after, min_bytes=1, anchor_fraction=1.0)
     assert kept <= set(recomputed)
     assert not kept & set(stashed_tensors(after))
-    assert run(before) == pytest.approx(run(after), abs=0)
+    assert run(before) == run(after)  # the copies compute the same ops on the same values: bit for bit
 
 
 def run(proto: onnx.ModelProto) -> list[float]:

@@ -7,7 +7,7 @@ The device loop (quic_edge.runtimes.ort.OrtLoop) trains `warmup + steps` steps o
 profiler on for its training session; the trace's kernel times of the last `steps` runs are averaged per step. The
 profiler adds a little time to every kernel, so the figures say what share each kind of op takes, not the step time
 (quic_edge.bench.memory measures that, without the profiler). This is how ORT's CPU gradient of Gather was found to
-take 62 of QuIC (1,2)'s 276 ms at MiniLM 8 x 64 (quic_edge.compounds now gathers by products).
+take about a fifth of QuIC (1,2)'s kernel time at MiniLM 8 x 64 (quic_edge.compounds now gathers by products).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from quic_edge.export.ort_graph import (
     split_sequences_to_split,
     strip_prefix,
 )
+from quic_edge.export.ort_recover import recover_rotation_inputs
 from quic_edge.formats.optimizer import stored_scales
 from quic_edge.state import delta_parameters
 from quic_edge.tasks import TARGET_NAME, WithLoss
@@ -65,17 +66,28 @@ def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging:
     """The training, eval and optimizer graphs and the checkpoint, written into `staging`; returns their roles.
 
     recompute: the backward pass remakes cheap large tensors (dequantized weights, gathered compound entries) instead
-    of keeping them from the forward pass (export/ort_graph.py); the session options it needs go into the manifest."""
+    of keeping them from the forward pass (export/ort_graph.py), and the rotations' inputs from what attention keeps
+    (export/ort_recover.py); the session options it needs go into the manifest."""
     proto = to_onnx(model, example_batch, manifest["task"])
     check_int8(proto, model)
     write_artifacts(proto, model, staging, manifest["optimizer"])
     if recompute:
         path = staging / ARTIFACTS["training_model"]
         training = onnx.load(path)
-        if recompute_in_backward(training):
-            onnx.save(training, path)
+        recomputed = recompute_in_backward(training)
+        if recomputed:
             manifest["session_options"] = dict(RECOMPUTE_SESSION_OPTIONS)
+        if recover_rotation_inputs(training, orthogonal_angles(model)) or recomputed:
+            onnx.save(training, path)
     return dict(ARTIFACTS)
+
+
+def orthogonal_angles(model: nn.Module) -> set[str]:
+    """Names of the angle tensors whose rotations are orthogonal (every QuIC layer but the unconstrained control)."""
+    from quic_edge.layer import QuICLinear
+
+    return {f"{name}.angles" for name, module in model.named_modules()
+            if isinstance(module, QuICLinear) and module.config.matrix != "unconstrained"}
 
 
 def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> onnx.ModelProto:

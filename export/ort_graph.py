@@ -141,16 +141,21 @@ def is_backward(node: onnx.NodeProto) -> bool:
                                         for name in (*node.input, *node.output))
 
 
-def tensor_bytes(proto: onnx.ModelProto) -> dict[str, int]:
-    """Bytes of every tensor whose static shape ONNX shape inference finds."""
+def tensor_shapes(proto: onnx.ModelProto) -> dict[str, tuple[list[int], int]]:
+    """(dims, ONNX element type) of every tensor whose static shape ONNX shape inference finds."""
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-    sizes = {}
+    shapes = {}
     for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
         if dims and all(d > 0 for d in dims):
-            item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).itemsize
-            sizes[value.name] = int(np.prod(dims)) * item
-    return sizes
+            shapes[value.name] = (dims, value.type.tensor_type.elem_type)
+    return shapes
+
+
+def tensor_bytes(proto: onnx.ModelProto) -> dict[str, int]:
+    """Bytes of every tensor whose static shape ONNX shape inference finds."""
+    return {name: int(np.prod(dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize
+            for name, (dims, elem) in tensor_shapes(proto).items()}
 
 
 def stashed_tensors(proto: onnx.ModelProto) -> list[str]:

@@ -5,6 +5,8 @@ Runtime before and after the rewrite."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from quic_edge import models
 from quic_edge.config import QuICConfig
 from quic_edge.export import export_bundle
+from quic_edge.export.ort import orthogonal_angles
 from quic_edge.export.ort_graph import (
     RECOMPUTE_SESSION_OPTIONS,
     gathers_by_product,
@@ -51,14 +54,19 @@ def test_other_constant_products_are_not(left):
     assert not gathers_by_product(*matmul(None, None))  # no constant operand at all
 
 
-@pytest.fixture(scope="module")
-def training_graph(tmp_path_factory):
+def tiny_llama_training_graph(folder: Path) -> tuple[onnx.ModelProto, set[str]]:
+    """Tiny LLaMA with QuIC (1,2) on q_proj and v_proj, exported for ORT without the rewrites: its training graph and
+    the names of its (orthogonal) angle tensors."""
     model, _ = models.load("llama-tiny", num_labels=NUM_LABELS, seed=0)
     model = apply_quic(model, QuICConfig(blocks=2, orders=(1, 2), target_modules=("q_proj", "v_proj")))
-    folder = tmp_path_factory.mktemp("recompute") / "bundle"
     export_bundle("ort", model, example_batch("llama-tiny", 4, 16, NUM_LABELS), folder, optimizer="sgd",
                   recompute=False)
-    return onnx.load(folder / "training_model.onnx")
+    return onnx.load(folder / "training_model.onnx"), orthogonal_angles(model)
+
+
+@pytest.fixture(scope="module")
+def training_graph(tmp_path_factory):
+    return tiny_llama_training_graph(tmp_path_factory.mktemp("recompute") / "bundle")[0]
 
 
 def test_compound_entries_are_remade_in_backward_and_the_step_is_unchanged(training_graph):

@@ -5,14 +5,16 @@
 MiniLM (real weights), batch 8 x sequence 64, AdamW; every adapter of quic_edge.bench.common (head only, LoRA r8 on
 query/value, QuIC (1,2), QuIC (1,2,3), full fine-tuning) exported the same way, so the comparison measures adapters,
 not export settings: the same int8 base (fp32 for full fine-tuning), the same recompute rewrite of the training graph
-(export/ort_graph.py; `--before` adds bundles without it), the same session options.
+(export/ort_graph.py; `--before` adds bundles without it; QuIC's rotation inputs are also recovered from what attention
+keeps, export/ort_recover.py), the same session options.
 Each measurement is a fresh process (quic_edge.bench.memory: peak RSS after load, first step, steady state, and the
 median step); rounds alternate the adapters' order (round r starts at adapter r), and the report gives the median and
 the spread (min to max) over rounds, and ratios to LoRA r8 within each round. ONNX Runtime: CPU arena on (its
-default) and off. Beside the measurements, the attribution of each ONNX Runtime bundle (quic_edge.bench.attribution):
-what a step keeps from forward to backward, by kind, from the graph ORT runs. ExecuTorch: its planned buffers for
-QuIC (1,2) and LoRA r8 (its Python runtime imports torch, so its process figure is mostly torch). After the rounds,
-where the step's time goes: ORT's kernel times by op type for each ONNX Runtime bundle (quic_edge.bench.op_profile).
+default) and off, and arena on with ORT's buffer reuse (ORT's default, which the device loop turns off). Beside the
+measurements, the attribution of each ONNX Runtime bundle (quic_edge.bench.attribution): what a step keeps from
+forward to backward, by kind, from the graph ORT runs. ExecuTorch: its planned buffers for QuIC (1,2) and LoRA r8
+(its Python runtime imports torch, so its process figure is mostly torch). After the rounds, where the step's time
+goes: ORT's kernel times by op type for each ONNX Runtime bundle (quic_edge.bench.op_profile).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ ORT_ADAPTERS = ("head", "lora8", "quic12", "quic123", "full")
 BEFORE_ADAPTERS = ("lora8", "quic12")  # also exported without the recompute rewrite, with --before
 ET_ADAPTERS = ("lora8", "quic12")
 # ORT's CPU arena on (its default) or off; "off-mmap": off, and glibc maps every block of 128 KiB or more on its own
-# and unmaps it on free, so the peak follows the live tensors (steps pay for the mapping; quic_edge.bench.memory)
-ARENAS = ("on", "off", "off-mmap")
+# and unmaps it on free, so the peak follows the live tensors (steps pay for the mapping; quic_edge.bench.memory);
+# "on-reuse": arena on with ORT's buffer reuse (ORT's default; the device loop turns it off, runtimes/ort.py)
+ARENAS = ("on", "on-reuse", "off", "off-mmap")
 MMAP_THRESHOLD = 128 * 1024
 PROFILED = ("head", "lora8", "quic12", "quic123")
 
@@ -86,7 +89,8 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
         for adapter, runtime, recompute, arena in order:
             key = f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
             bundle = bundles[adapter, runtime, recompute]["bundle"]
-            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS, cpu_arena=arena == "on",
+            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS,
+                                     cpu_arena=arena.startswith("on"), mem_reuse=arena == "on-reuse",
                                      mmap_threshold=MMAP_THRESHOLD if arena == "off-mmap" else None)
             runs.setdefault(key, []).append(measured)
             if progress:

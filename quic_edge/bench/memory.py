@@ -150,20 +150,23 @@ def runtime_memory(loop: Any, loop_options: dict[str, Any]) -> dict[str, Any]:
         planned = loop.planned_memory_bytes()
         return {"planned_buffer_bytes": planned, "planned_total_mib": sum(planned) / 2**20,
                 "intra_op_threads": loop.threads or "torch default"}
-    return {"cpu_arena": loop_options.get("cpu_arena", True), "enable_mem_pattern": False,
+    return {**loop.memory_settings(),
             "intra_op_threads": loop_options.get("threads") or "runtime default",
             "malloc_mmap_threshold": os.environ.get(MMAP_THRESHOLD_ENV)}
 
 
 def measure_fresh(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, cpu_arena: bool = True,
-                  threads: int | None = None, mmap_threshold: int | None = None) -> dict[str, Any]:
+                  threads: int | None = None, mmap_threshold: int | None = None,
+                  mem_reuse: bool = False) -> dict[str, Any]:
     """`measure` in a fresh child process (peak RSS is per process); raises with the child's error on failure.
 
-    threads: the loop's intra-op threads (None: the loop's default). mmap_threshold: glibc's MALLOC_MMAP_THRESHOLD_
+    threads: the loop's intra-op threads (None: the loop's default). mem_reuse: ONNX Runtime's buffer reuse
+    (runtimes/ort.py; the loop's default is off). mmap_threshold: glibc's MALLOC_MMAP_THRESHOLD_
     for the child (bytes): every block at least this large is mapped on allocation and unmapped on free, so freed
     tensors leave the resident set at once (glibc otherwise raises the threshold as blocks are freed and keeps them)."""
     command = [sys.executable, "-m", "quic_edge.bench.memory", str(bundle), str(work), "--steps", str(steps),
-               "--cpu-arena", "on" if cpu_arena else "off", *(["--threads", str(threads)] if threads is not None else [])]
+               "--cpu-arena", "on" if cpu_arena else "off", *(["--threads", str(threads)] if threads is not None else []),
+               *(["--mem-reuse"] if mem_reuse else [])]
     env = {**os.environ, **({MMAP_THRESHOLD_ENV: str(mmap_threshold)} if mmap_threshold is not None else {})}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -238,12 +241,14 @@ def _child_main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cpu-arena", choices=("on", "off"), default="on")
     p.add_argument("--threads", type=int)
+    p.add_argument("--mem-reuse", action="store_true")
     args = p.parse_args()
     from quic_edge.formats.bundle import read_manifest
 
     options: dict[str, Any] = {} if args.threads is None else {"threads": args.threads}
     if read_manifest(args.bundle).get("runtime") == "ort":
         options["cpu_arena"] = args.cpu_arena == "on"
+        options["mem_reuse"] = args.mem_reuse
     print(json.dumps(measure(args.bundle, args.work, args.steps, **options)))
 
 

@@ -206,6 +206,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=10, help="training steps (default 10; the first is its own phase)")
     p.add_argument("--work", help="scratch folder for the checkpoint (default: a temporary folder)")
     p.add_argument("--cpu-arena", choices=("on", "off"), default="on", help="ONNX Runtime's CPU arena (default on)")
+    p.add_argument("--mem-reuse", choices=("on", "off"), default="off",
+                   help="ONNX Runtime's buffer reuse (default off, as the device loop runs; with the arena off, on "
+                        "keeps the heap smaller)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's choice; 1 for ExecuTorch, "
                    "see runtimes/executorch.py); 0 = the runtime's default")
     p.add_argument("--label", help="free text stored with the result (e.g. 'Pi Zero 2 W' or 'qemu-user emulation')")
@@ -222,11 +225,12 @@ def run_command(args: argparse.Namespace) -> int:
     runtime = read_manifest(args.bundle).get("runtime")
     if args.runtime and args.runtime != runtime:
         raise ValueError(f"--runtime {args.runtime}: {args.bundle} is a {runtime} bundle; pass --runtime {runtime}")
-    if runtime != "ort" and args.cpu_arena == "off":
-        raise ValueError(f"--cpu-arena is an ONNX Runtime setting; leave it out for a {runtime} bundle")
+    if runtime != "ort" and (args.cpu_arena == "off" or args.mem_reuse == "on"):
+        raise ValueError(f"--cpu-arena and --mem-reuse are ONNX Runtime settings; leave them out for a {runtime} bundle")
     print(f"measuring {args.bundle} ({runtime}, {args.steps} steps) in a fresh process...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="quic-edge-memory-") as scratch:
-        result = measure_fresh(args.bundle, args.work or scratch, args.steps, args.cpu_arena == "on", args.threads)
+        result = measure_fresh(args.bundle, args.work or scratch, args.steps, args.cpu_arena == "on", args.threads,
+                               mem_reuse=args.mem_reuse == "on")
     result["label"] = args.label
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

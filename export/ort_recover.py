@@ -33,7 +33,7 @@ RECOVERED = "__recovered"
 class Step:
     """One invertible forward step, as it is undone: ("transpose", perm), ("reshape", input shape), ("slice", axis,
     start, end) for a concatenation, ("sub", the added tensor) for an addition, ("squeeze", axes) for an Unsqueeze,
-    ("first", axes) for an Expand along those axes (every copy is the same), ("identity",)."""
+    ("first", axes) for an Expand along those axes (every copy is the same)."""
 
     op: str
     args: tuple = ()
@@ -69,12 +69,12 @@ def recover_rotation_inputs(proto: onnx.ModelProto, orthogonal_angles: set[str])
         anchor, steps = found
         name = node.input[0]
         added += _undo(anchor, steps, node.input[1], len(shapes[node.input[1]][0]), name, graph, made)
-        for reader in graph.node:
-            if is_backward(reader):
-                for i, value in enumerate(reader.input):
-                    if value == name:
-                        reader.input[i] = name + RECOVERED + RECOMPUTE_SUFFIX
         recovered.append(name)
+    renamed = {name: name + RECOVERED + RECOMPUTE_SUFFIX for name in recovered}
+    for reader in graph.node:
+        if is_backward(reader):
+            for i, value in enumerate(reader.input):
+                reader.input[i] = renamed.get(value, value)
     for new in reversed(added):  # at the front: ONNX Runtime then runs them late, beside their readers (ort_graph.py)
         graph.node.insert(0, new)
     return recovered
@@ -112,7 +112,7 @@ def _steps_to_kept(start: str, readers: dict[str, list[onnx.NodeProto]], kept: s
         node = following[0]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Identity":
-            steps.append(Step("identity"))
+            pass  # nothing to undo
         elif node.op_type == "Transpose" and "perm" in attrs:
             steps.append(Step("transpose", tuple(int(p) for p in attrs["perm"])))
         elif node.op_type == "Reshape":
@@ -194,7 +194,7 @@ def _undo(anchor: str, steps: list[Step], compound: str, rank: int, name: str, g
                                                                                    ("axis", axes))]
             node = helper.make_node("Slice", [current, *bounds], [out], name=out)
         else:
-            continue
+            raise ValueError(f"no undo for step {step.op!r}")
         nodes.append(node)
         current = made[done] = out
     transposed = f"{name}{RECOVERED}_ct{RECOMPUTE_SUFFIX}"

@@ -31,6 +31,14 @@ TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_LR = {"adamw": 1e-3, "sgd": 1e-2}
 
 
+def orthogonal_angles(model: nn.Module) -> set[str]:
+    """Names of the angle tensors whose rotations are orthogonal (every QuIC layer but the unconstrained control)."""
+    from quic_edge.layer import QuICLinear
+
+    return {f"{name}.angles" for name, module in model.named_modules()
+            if isinstance(module, QuICLinear) and module.config.matrix != "unconstrained"}
+
+
 def bundle_optimizer(model: nn.Module, optimizer: str, lr: float | None, betas: tuple[float, float], eps: float,
                      weight_decay: float, head_lr: float | None) -> dict[str, Any]:
     """The manifest's optimizer entry; head_lr gives the head (the state's trainable modules) its own rate."""
@@ -185,7 +193,7 @@ def export_bundle(
     `example_batch` fixes the input names, shapes and dtypes (the target under 'labels'); `loss` is the task
     ('classification' or 'causal-lm', inferred for quic_edge.models); `optimizer` 'adamw' (torch.optim.AdamW's
     semantics) or 'sgd'; `head_lr` trains the head at its own rate; `signing_key` (an Ed25519 private key, PEM) signs
-    the bundle; `recompute` (ONNX Runtime) remakes cheap tensors in the backward pass instead of keeping them.
+    the bundle; `recompute` remakes cheap tensors in the backward pass instead of keeping them (both runtimes).
     Everything is written into a staging folder and moved to `out_dir` whole (export/staging.py).
     """
     from quic_edge.export import exporter

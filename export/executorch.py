@@ -19,10 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from quic_edge.export.common import ExportError, export_bundle, split_batch
+from quic_edge.export.common import ExportError, export_bundle, orthogonal_angles, split_batch
+from quic_edge.export.executorch_graph import recompute_in_backward
+from quic_edge.export.executorch_recover import recover_rotation_inputs
 from quic_edge.tasks import WithLoss
 
 PROGRAM = "training.pte"
+WRAPPED = "model"  # WithLoss keeps the model under this name: the program's parameter names start with it
 
 
 VERSIONS = ("executorch",)
@@ -36,14 +39,26 @@ def export_executorch(model: nn.Module, example_batch: dict[str, np.ndarray], ou
 
 def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging: Path, manifest: dict[str, Any],
                 recompute: bool = True) -> dict:
-    """The joint forward-backward program, written into `staging`; returns its role (recompute: ONNX Runtime only)."""
-    (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"]))
+    """The joint forward-backward program, written into `staging`; returns its role.
+
+    recompute: the backward pass remakes cheap large tensors (dequantized weights, gathered compound entries) instead
+    of keeping them from the forward pass (export/executorch_graph.py), and the rotations' inputs from what attention
+    keeps (export/executorch_recover.py), so the memory planner frees them after their forward use."""
+    (staging / PROGRAM).write_bytes(to_program(model, example_batch, manifest["task"], recompute))
     return {"program": PROGRAM}
 
 
-def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> bytes:
-    """The `.pte` bytes of the joint forward-backward program."""
+def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str, recompute: bool = True) -> bytes:
+    """The `.pte` bytes of the joint forward-backward program (recompute: as in `write_files`)."""
     from executorch.exir import EdgeCompileConfig, to_edge
+
+    program = joint_program(model, example_batch, task, recompute)
+    edge = to_edge(program, compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    return edge.to_executorch().buffer
+
+
+def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str, recompute: bool = True) -> Any:
+    """The joint forward-backward ExportedProgram in core ATen ops, rewritten as `write_files` says."""
     from torch._decomp import core_aten_decompositions
     from torch.export import export
     from torch.export.experimental import _export_forward_backward
@@ -58,8 +73,10 @@ def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str
     table[torch.ops.aten.addmm.default] = _addmm
     program = program.run_decompositions(table)
     check_int8(program, model)
-    edge = to_edge(program, compile_config=EdgeCompileConfig(_check_ir_validity=False))
-    return edge.to_executorch().buffer
+    if recompute:
+        recompute_in_backward(program)
+        recover_rotation_inputs(program, {f"{WRAPPED}.{name}" for name in orthogonal_angles(model)})
+    return program
 
 
 def check_int8(program: Any, model: nn.Module) -> None:
@@ -67,7 +84,7 @@ def check_int8(program: Any, model: nn.Module) -> None:
     stored = {**program.state_dict, **program.constants}
     for name, tensor in model.state_dict().items():
         if tensor.dtype == torch.int8:
-            found = stored.get(f"model.{name}")
+            found = stored.get(f"{WRAPPED}.{name}")
             if found is None or found.dtype != torch.int8:
                 raise ExportError(f"int8 weight {name} did not stay int8 in the ExecuTorch program")
 

@@ -28,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from quic_edge.export.common import ExportError, export_bundle, split_batch
+from quic_edge.export.common import ExportError, export_bundle, orthogonal_angles, split_batch
 from quic_edge.export.ort_graph import (
     RECOMPUTE_SESSION_OPTIONS,
     cast_like_to_cast,
@@ -80,14 +80,6 @@ def write_files(model: nn.Module, example_batch: dict[str, np.ndarray], staging:
         if recover_rotation_inputs(training, orthogonal_angles(model)) or recomputed:
             onnx.save(training, path)
     return dict(ARTIFACTS)
-
-
-def orthogonal_angles(model: nn.Module) -> set[str]:
-    """Names of the angle tensors whose rotations are orthogonal (every QuIC layer but the unconstrained control)."""
-    from quic_edge.layer import QuICLinear
-
-    return {f"{name}.angles" for name, module in model.named_modules()
-            if isinstance(module, QuICLinear) and module.config.matrix != "unconstrained"}
 
 
 def to_onnx(model: nn.Module, example_batch: dict[str, np.ndarray], task: str) -> onnx.ModelProto:

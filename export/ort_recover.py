@@ -17,7 +17,9 @@ rounding (a few float32 ulps, the bias subtracted again).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -25,6 +27,7 @@ from onnx import helper, numpy_helper
 
 from quic_edge.export.ort_graph import RECOMPUTE_SUFFIX, graph_constants, is_backward, stashed_tensors, tensor_shapes
 
+T = TypeVar("T")
 MAX_STEPS = 16  # invertible steps followed from a rotation's output to a kept tensor
 RECOVERED = "__recovered"
 
@@ -149,6 +152,19 @@ def _steps_to_kept(start: str, readers: dict[str, list[onnx.NodeProto]], kept: s
     return None
 
 
+def undo_steps(anchor: T, steps: list[Step], made: dict[tuple, T], undo_one: Callable[[T, Step], T]) -> T:
+    """The rotation's output remade from the kept `anchor` (either runtime's graph): `undo_one(tensor, step)` undoes
+    one step, the steps in reverse order. `made` maps (anchor, undone steps) to what is already made for another slice
+    of the same output, so the orders of one layer share everything up to their slice."""
+    current, done = anchor, (anchor,)
+    for step in reversed(steps):
+        done = (*done, step)
+        if done not in made:
+            made[done] = undo_one(current, step)
+        current = made[done]
+    return current
+
+
 def _static(name: str, constants: dict[str, np.ndarray], producer: dict[str, onnx.NodeProto]) -> bool:
     """A constant or a graph input (a frozen bias): not made by a forward node from the data."""
     return name in constants or name not in producer
@@ -160,12 +176,8 @@ def _undo(anchor: str, steps: list[Step], compound: str, rank: int, name: str, g
     the compound's transpose. `made` maps (anchor, undone steps) to the tensor already made for another slice of the
     same output, so the orders of one layer share everything up to their slice."""
     nodes: list[onnx.NodeProto] = []
-    current, done = anchor, (anchor,)
-    for step in reversed(steps):
-        done = (*done, step)
-        if done in made:
-            current = made[done]
-            continue
+
+    def undo_one(current: str, step: Step) -> str:
         out = f"{name}{RECOVERED}_{len(nodes)}{RECOMPUTE_SUFFIX}"
         if step.op == "transpose" and current == anchor:
             # an Einsum, not a Transpose: ONNX Runtime's transpose optimizer cancels a Transpose of the anchor
@@ -196,7 +208,9 @@ def _undo(anchor: str, steps: list[Step], compound: str, rank: int, name: str, g
         else:
             raise ValueError(f"no undo for step {step.op!r}")
         nodes.append(node)
-        current = made[done] = out
+        return out
+
+    current = undo_steps(anchor, steps, made, undo_one)
     transposed = f"{name}{RECOVERED}_ct{RECOMPUTE_SUFFIX}"
     nodes.append(helper.make_node("Transpose", [compound], [transposed], name=transposed,
                                   perm=[*range(rank - 2), rank - 1, rank - 2]))

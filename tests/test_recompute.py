@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from quic_edge import models
 from quic_edge.config import QuICConfig
 from quic_edge.export import export_bundle
-from quic_edge.export.ort import orthogonal_angles
+from quic_edge.export.common import orthogonal_angles
 from quic_edge.export.ort_graph import (
     RECOMPUTE_SESSION_OPTIONS,
     gathers_by_product,

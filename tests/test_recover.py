@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from quic_edge import models
 from quic_edge.config import QuICConfig
-from quic_edge.export.ort import orthogonal_angles
+from quic_edge.export.common import orthogonal_angles
 from quic_edge.export.ort_graph import stashed_tensors
 from quic_edge.export.ort_recover import RECOVERED, recover_rotation_inputs
 from quic_edge.model import apply_quic

@@ -169,8 +169,8 @@ class Runner:
                 row = future.result() | {"adapter": name, "lr": lr, "head_lr": head_lr, "task": task, "seed": seed,
                                          "trainable": export["trainable"], "adapter_numbers": export["adapter_numbers"]}
                 self._record(row)
+                self.bar.set_postfix_str(f"{name} {task} lr {lr:g} seed {seed}: val {row['val']:.3f}")
             self.bar.update(1)
-            self.bar.set_postfix_str(f"{name} {task} lr {lr:g} seed {seed}: val {row['val']:.3f}")
             rows.append(row)
         self.rows += rows
         return rows

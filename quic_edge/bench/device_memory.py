@@ -12,9 +12,11 @@ median step); rounds alternate the adapters' order (round r starts at adapter r)
 the spread (min to max) over rounds, and ratios to LoRA r8 within each round. ONNX Runtime: CPU arena on (its
 default) and off, and arena on with ORT's buffer reuse (ORT's default, which the device loop turns off). Beside the
 measurements, the attribution of each ONNX Runtime bundle (quic_edge.bench.attribution): what a step keeps from
-forward to backward, by kind, from the graph ORT runs. ExecuTorch: its planned buffers for QuIC (1,2) and LoRA r8
-(its Python runtime imports torch, so its process figure is mostly torch). After the rounds, where the step's time
-goes: ORT's kernel times by op type for each ONNX Runtime bundle (quic_edge.bench.op_profile).
+forward to backward, by kind, from the graph ORT runs. ExecuTorch (QuIC (1,2) and LoRA r8, the same rewrites of its
+joint program, export/executorch_graph.py and executorch_recover.py; `--before` adds programs without them): in the same
+alternating rounds, its step time and its planned buffers (its Python runtime imports torch, so its process figure is
+mostly torch). After the rounds, where the step's time goes: ORT's kernel times by op type for each ONNX Runtime
+bundle (quic_edge.bench.op_profile).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import ADAPTERS
+from quic_edge.bench.executorch_ops import volume_table
 from quic_edge.bench.memory import measure_fresh
 
 BATCH, SEQ, STEPS, LABELS = 8, 64, 20, ["a", "b", "c"]
 ORT_ADAPTERS = ("head", "lora8", "quic12", "quic123", "full")
 BEFORE_ADAPTERS = ("lora8", "quic12")  # also exported without the recompute rewrite, with --before
 ET_ADAPTERS = ("lora8", "quic12")
+ET_STEPS = 8  # an ExecuTorch step of MiniLM 8 x 64 takes most of a second
 # ORT's CPU arena on (its default) or off; "off-mmap": off, and glibc maps every block of 128 KiB or more on its own
 # and unmaps it on free, so the peak follows the live tensors (steps pay for the mapping; quic_edge.bench.memory);
 # "on-reuse": arena on with ORT's buffer reuse (ORT's default; the device loop turns it off, runtimes/ort.py)
@@ -71,8 +75,21 @@ def plot_spread(ax: Any, x: list[float], cells: list[dict[str, float]], label: s
                               [c["max"] - m for m, c in zip(mid, cells, strict=True)]], marker="o", capsize=3, label=label)
 
 
+def program_file(bundle: str) -> Path:
+    """An ExecuTorch bundle's program, as its manifest names it."""
+    from quic_edge.formats.bundle import read_manifest
+
+    return Path(bundle) / read_manifest(bundle)["files"]["program"]
+
+
+def case_key(runtime: str, adapter: str, recompute: bool, arena: str) -> str:
+    """A measured case's name in the results: runtime / adapter / graph / arena (ExecuTorch has no arena: "-")."""
+    return f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
+
+
 def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True) -> dict[str, Any]:
     from quic_edge.bench.attribution import attribute
+    from quic_edge.bench.executorch_ops import op_volume
     from quic_edge.bench.op_profile import op_profile
 
     bundles = {(a, "ort", True): export(a, "ort", root / f"ort-{a}") for a in ORT_ADAPTERS}
@@ -81,53 +98,62 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
                     for a in BEFORE_ADAPTERS}
     if executorch:
         bundles |= {(a, "executorch", True): export(a, "executorch", root / f"et-{a}") for a in ET_ADAPTERS}
+        if before:
+            bundles |= {(a, "executorch", False): export(a, "executorch", root / f"et-{a}-no-recompute",
+                                                         recompute=False) for a in ET_ADAPTERS}
     cases = [(a, "ort", True, arena) for a in ORT_ADAPTERS for arena in ARENAS]
     cases += [(a, "ort", False, "on") for a in BEFORE_ADAPTERS] if before else []
+    cases += [(a, rt, rc, "-") for (a, rt, rc) in bundles if rt == "executorch"]
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(rounds):
         order = cases[r % len(cases):] + cases[: r % len(cases)]
         for adapter, runtime, recompute, arena in order:
-            key = f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
+            key = case_key(runtime, adapter, recompute, arena)
             bundle = bundles[adapter, runtime, recompute]["bundle"]
-            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"), STEPS,
-                                     cpu_arena=arena.startswith("on"), mem_reuse=arena == "on-reuse",
+            measured = measure_fresh(bundle, root / "work" / key.replace("/", "-"),
+                                     STEPS if runtime == "ort" else ET_STEPS, cpu_arena=not arena.startswith("off"),
+                                     mem_reuse=arena == "on-reuse",
                                      mmap_threshold=MMAP_THRESHOLD if arena == "off-mmap" else None)
             runs.setdefault(key, []).append(measured)
             if progress:
                 print(f"round {r}: {key}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
-    if executorch:
-        for adapter in ET_ADAPTERS:
-            key = f"executorch/{adapter}/recompute/arena--"
-            runs[key] = [measure_fresh(bundles[adapter, "executorch", True]["bundle"], root / "work" / f"et-{adapter}", 5)]
     summary = {key: {"peak_rss_mib": spread([peak(m) for m in ms]), "median_step_ms": spread([m["median_step_ms"]
                                                                                                for m in ms]),
                      "phases_last_round": ms[-1]["peak_rss_mib"], "trainable": ms[-1]["trainable_numbers"],
                      "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib")} for key, ms in runs.items()}
     ratios = {}
-    for adapter in ORT_ADAPTERS:
-        for arena in ARENAS:
-            mine, lora = (runs[f"ort/{a}/recompute/arena-{arena}"] for a in (adapter, "lora8"))
-            ratios[f"{adapter}/arena-{arena}"] = {
-                "peak": spread([peak(m) / peak(lo) for m, lo in zip(mine, lora, strict=True)]),
-                "step": spread([m["median_step_ms"] / lo["median_step_ms"] for m, lo in zip(mine, lora, strict=True)])}
+    for adapter, runtime, recompute, arena in cases:
+        key, lora = case_key(runtime, adapter, recompute, arena), case_key(runtime, "lora8", recompute, arena)
+        if lora in runs:
+            mine, theirs = runs[key], runs[lora]
+            ratios[key] = {
+                "peak": spread([peak(m) / peak(lo) for m, lo in zip(mine, theirs, strict=True)]),
+                "step": spread([m["median_step_ms"] / lo["median_step_ms"] for m, lo in zip(mine, theirs, strict=True)]),
+                "planned": (None if mine[-1]["runtime_memory"].get("planned_total_mib") is None else
+                            mine[-1]["runtime_memory"]["planned_total_mib"]
+                            / theirs[-1]["runtime_memory"]["planned_total_mib"])}
     attribution = {f"{a}/{'recompute' if rc else 'no-recompute'}": attribute(b["bundle"])
                    for (a, rt, rc), b in bundles.items() if rt == "ort"}
     profiles = {a: op_profile(bundles[a, "ort", True]["bundle"], root / "work" / f"profile-{a}") for a in PROFILED}
+    volumes = {f"{a}/{'recompute' if rc else 'no-recompute'}": op_volume(program_file(b["bundle"]))
+               for (a, rt, rc), b in bundles.items() if rt == "executorch"}
     return {"settings": {"model": "minilm", "batch": BATCH, "seq_len": SEQ, "steps": STEPS, "rounds": rounds,
                          "optimizer": "adamw"},
             "exports": {f"{a}/{rt}/{rc}": b for (a, rt, rc), b in bundles.items()}, "summary": summary,
-            "ratios_to_lora8": ratios, "attribution": attribution, "op_profiles": profiles}
+            "ratios_to_lora8": ratios, "attribution": attribution, "op_profiles": profiles, "executorch_ops": volumes}
 
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"Rounds: {results['settings']['rounds']} (fresh process each; median, min-max).", "",
              "| runtime / adapter / graph / arena | trainable | peak RSS MiB | peak / LoRA r8 | median step ms | "
-             "step / LoRA r8 | planned buffers MiB |", "|---|---|---|---|---|---|---|"]
+             "step / LoRA r8 | planned buffers MiB (/ LoRA r8) |", "|---|---|---|---|---|---|---|"]
     for key, s in results["summary"].items():
         runtime, adapter, graph, arena = key.split("/")
-        ratio = results["ratios_to_lora8"].get(f"{adapter}/{arena}") if graph == "recompute" and runtime == "ort" else None
+        ratio = results["ratios_to_lora8"].get(key)
         p, t = s["peak_rss_mib"], s["median_step_ms"]
         planned = "-" if s["planned_mib"] is None else f"{s['planned_mib']:.1f}"
+        if ratio is not None and ratio.get("planned") is not None:
+            planned += f" ({ratio['planned']:.3f})"
         peak_ratio = "-" if ratio is None else range_text(ratio["peak"], ".3f")
         step_ratio = "-" if ratio is None else range_text(ratio["step"], ".2f")
         lines.append(f"| {key} | {s['trainable']:,} | {range_text(p, '.1f')} | {peak_ratio} | {range_text(t, '.0f')} | "
@@ -139,7 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name, a in results["attribution"].items():
         cells = [f"{a['stashed'].get(k, {}).get('mib', 0.0):.1f}" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {a['stashed_mib']:.1f} | {a['peak_live_mib']:.1f} |")
-    return "\n".join(lines + profile_table(results.get("op_profiles", {}))) + "\n"
+    return "\n".join(lines + profile_table(results.get("op_profiles", {}))
+                     + volume_table(results.get("executorch_ops", {}))) + "\n"
 
 
 def profile_table(profiles: dict[str, Any], per_bundle: int = 8) -> list[str]:

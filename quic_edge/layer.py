@@ -78,18 +78,16 @@ class QuICLinear(nn.Module):
         cfg = self.config
         lead = y.shape[:-1]
         used = cfg.blocks * self.block_size
-        blocks = y[..., :used].reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
-        pieces, offset = [], 0
-        for C in self.compounds():  # C: (N or 1, ck, ck)
-            width = C.shape[-1]
-            pieces.append(torch.matmul(blocks[..., offset : offset + width], C))  # (N, T, ck)
-            offset += width
-        if offset < self.block_size:
-            pieces.append(blocks[..., offset:])
+        head, tail = y.split([used, self.out_features - used], dim=-1) if used < self.out_features else (y, None)
+        blocks = head.reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
+        compounds = self.compounds()  # C: (N or 1, ck, ck) per order
+        widths = [C.shape[-1] for C in compounds]
+        # split, not slices: a split's gradient is one concatenation, where each slice's is a zero tensor it scatters into
+        parts = blocks.split([*widths, self.block_size - sum(widths)], dim=-1) if self.padding else blocks.split(widths, -1)
+        pieces = [torch.matmul(part, C) for part, C in zip(parts, compounds, strict=False)]  # (N, T, ck)
+        pieces += parts[len(compounds):]  # the identity part, untouched
         rotated = torch.cat(pieces, dim=-1).transpose(0, 1).reshape(*lead, used)
-        if used < self.out_features:
-            rotated = torch.cat([rotated, y[..., used:]], dim=-1)
-        return rotated
+        return rotated if tail is None else torch.cat([rotated, tail], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.base_layer.bias
@@ -150,6 +148,7 @@ def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = Non
             A = chain_product(orthogonal(angles, n, layout, depth, rounds))
         for k in orders:
             C = compound(A, k, select.get(k))  # (L, copies, ck, ck)
-            for slot, i in enumerate(members):
-                result[i].append(C[slot])
+            # unbind, not indexing: its gradient is one stack, where each index's is a zero tensor it is written into
+            for i, entries in zip(members, C.unbind(0), strict=True):
+                result[i].append(entries)
     return result

@@ -75,8 +75,13 @@ def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: 
     check_int8(program, model)
     if recompute:
         recompute_in_backward(program)
-        recover_rotation_inputs(program, {f"{WRAPPED}.{name}" for name in orthogonal_angles(model)})
+        recover_rotation_inputs(program, program_angle_names(model))
     return program
+
+
+def program_angle_names(model: nn.Module) -> set[str]:
+    """The joint program's names of the model's orthogonal angle tensors (WithLoss keeps the model as `model`)."""
+    return {f"{WRAPPED}.{name}" for name in orthogonal_angles(model)}
 
 
 def check_int8(program: Any, model: nn.Module) -> None:

@@ -10,7 +10,6 @@ constant selection matrix, quic_edge.compounds). It applies to every adapter ali
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -46,11 +45,16 @@ def node_bytes(node: Node) -> int:
     return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0
 
 
-def kept_tensors(program: Any) -> list[Node]:
-    """Forward nodes that a backward node reads, in graph order."""
-    forward = forward_nodes(program)
+def backward_readers(node: Node, forward: set[Node]) -> list[Node]:
+    """The backward nodes that read `node` (`forward`: forward_nodes of its program)."""
+    return [u for u in node.users if u not in forward and u.op != "output"]
+
+
+def kept_tensors(program: Any, forward: set[Node] | None = None) -> list[Node]:
+    """Forward nodes that a backward node reads, in graph order (`forward`: forward_nodes, if already found)."""
+    forward = forward_nodes(program) if forward is None else forward
     return [n for n in program.graph_module.graph.nodes if n in forward and n.op == "call_function"
-            and any(u not in forward and u.op != "output" for u in n.users)]
+            and backward_readers(n, forward)]
 
 
 def constant_values(program: Any) -> dict[str, torch.Tensor]:
@@ -103,14 +107,14 @@ def recompute_in_backward(program: Any, min_bytes: int = 1 << 18, anchor_fractio
     forward = forward_nodes(program)
     order = {n: i for i, n in enumerate(graph.nodes)}
     recomputed = []
-    for node in kept_tensors(program):
+    for node in kept_tensors(program, forward):
         size = node_bytes(node)
         if size < min_bytes:
             continue
         chain = _cheap_chain(node, forward, constants, size * anchor_fraction)
         if chain is None:
             continue
-        readers = sorted((u for u in node.users if u not in forward and u.op != "output"), key=order.__getitem__)
+        readers = sorted(backward_readers(node, forward), key=order.__getitem__)
         copies = _copy_chain(graph, chain, before=readers[0])
         for reader in readers:
             reader.replace_input_with(node, copies[node])
@@ -145,13 +149,9 @@ def _cheap_chain(top: Node, forward: set[Node], constants: dict[str, torch.Tenso
         if node.target not in RECOMPUTABLE_OPS and not gathers_by_product(node, constants):
             return False
         seen.add(node)
-        if not all(visit(i, False) for i in _inputs(node)):
+        if not all(visit(i, False) for i in node.all_input_nodes):
             return False
         chain.append(node)
         return True
 
     return chain if visit(top, True) else None
-
-
-def _inputs(node: Node) -> Iterable[Node]:
-    return node.all_input_nodes

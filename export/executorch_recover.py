@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.fx import Graph, Node
 
-from quic_edge.export.executorch_graph import forward_nodes, kept_tensors
+from quic_edge.export.executorch_graph import backward_readers, forward_nodes, kept_tensors
 from quic_edge.export.ort_recover import MAX_STEPS, Step, undo_steps
 
 aten = torch.ops.aten
@@ -27,8 +27,9 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
     `orthogonal_angles`: the program's names (parameter targets) of the angle tensors whose compounds are orthogonal."""
     graph: Graph = program.graph_module.graph
     forward = forward_nodes(program)
-    kept = set(kept_tensors(program))
-    pure = _from_angles_only(program, forward, orthogonal_angles)
+    kept = set(kept_tensors(program, forward))
+    frozen = _frozen_placeholders(program)
+    pure = _from_angles_only(program, forward, orthogonal_angles, frozen)
     order = {n: i for i, n in enumerate(graph.nodes)}
     groups: dict[Node, list[tuple[Node, Node, list[Step]]]] = {}
     for node in graph.nodes:
@@ -37,13 +38,13 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
         s, c = node.args[:2]
         if s not in kept or s in pure or c not in pure or _shape(c)[-1] != _shape(c)[-2]:
             continue
-        found = _steps_to_kept(node, forward, kept, program)
+        found = _steps_to_kept(node, forward, kept, frozen)
         if found is not None:
             anchor, steps = found
             groups.setdefault(anchor, []).append((s, c, steps))
     recovered = []
     for anchor, items in groups.items():
-        readers = {s: sorted(_backward_readers(s, forward), key=order.__getitem__) for s, _, _ in items}
+        readers = {s: sorted(backward_readers(s, forward), key=order.__getitem__) for s, _, _ in items}
         first = min((r[0] for r in readers.values()), key=order.__getitem__)
         made: dict[tuple, Node] = {}
         with graph.inserting_before(first):
@@ -58,14 +59,20 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
     return recovered
 
 
-def _from_angles_only(program: Any, forward: set[Node], angles: set[str]) -> set[Node]:
-    """Forward nodes made from the orthogonal angles and constants only (at least one angle among their sources)."""
+def _frozen_placeholders(program: Any) -> set[Node]:
+    """Placeholders neither fed by the data nor trained: frozen weights, biases, constants."""
     signature = program.graph_signature
     trainable = {spec.target for spec in signature.output_specs if spec.kind.name == "GRADIENT_TO_PARAMETER"}
-    params = signature.inputs_to_parameters
+    return {p for p in program.graph_module.graph.nodes if p.op == "placeholder" and p.name not in signature.user_inputs
+            and signature.inputs_to_parameters.get(p.name) not in trainable}
+
+
+def _from_angles_only(program: Any, forward: set[Node], angles: set[str], frozen: set[Node]) -> set[Node]:
+    """Forward nodes made from the orthogonal angles and frozen placeholders only (at least one angle among their
+    sources)."""
+    params = program.graph_signature.inputs_to_parameters
     pure = {p for p in program.graph_module.graph.nodes if p.op == "placeholder" and params.get(p.name) in angles}
-    static = {p for p in program.graph_module.graph.nodes if p.op == "placeholder" and p not in pure
-              and p.name not in signature.user_inputs and params.get(p.name) not in trainable}
+    static = set(frozen)
     for node in program.graph_module.graph.nodes:
         if node in forward and node.op == "call_function":
             inputs = node.all_input_nodes
@@ -74,9 +81,10 @@ def _from_angles_only(program: Any, forward: set[Node], angles: set[str]) -> set
     return pure
 
 
-def _steps_to_kept(start: Node, forward: set[Node], kept: set[Node], program: Any) -> tuple[Node, list[Step]] | None:
+def _steps_to_kept(start: Node, forward: set[Node], kept: set[Node],
+                   frozen: set[Node]) -> tuple[Node, list[Step]] | None:
     """Follow `start` through single-reader invertible forward steps to a kept tensor: (it, the steps in forward
-    order), or None."""
+    order), or None. An addition is undone only when its other operand is `frozen` (a bias)."""
     current, steps = start, []
     for _ in range(MAX_STEPS):
         if current is not start and current in kept:
@@ -108,21 +116,13 @@ def _steps_to_kept(start: Node, forward: set[Node], kept: set[Node], program: An
             steps.append(Step("slice", (axis, offset, offset + before[axis])))
         elif node.target == aten.add.Tensor and len(node.args) == 2 and not node.kwargs:
             other = node.args[1] if node.args[0] is current else node.args[0]
-            if other is current or not _static(other, program) or after != before:
+            if other is current or other not in frozen or after != before:
                 return None
             steps.append(Step("sub", (other,)))
         else:
             return None
         current = node
     return None
-
-
-def _static(node: Any, program: Any) -> bool:
-    """A frozen placeholder (a bias, a constant): not made from the data, not trained."""
-    signature = program.graph_signature
-    trainable = {spec.target for spec in signature.output_specs if spec.kind.name == "GRADIENT_TO_PARAMETER"}
-    return (isinstance(node, Node) and node.op == "placeholder" and node.name not in signature.user_inputs
-            and signature.inputs_to_parameters.get(node.name) not in trainable)
 
 
 def _undo_one(graph: Graph, current: Node, step: Step) -> Node:
@@ -156,10 +156,6 @@ def _call(graph: Graph, target: Any, args: tuple, kwargs: dict | None = None) ->
     with values[0].fake_mode:
         node.meta["val"] = target(*(a.meta["val"] if isinstance(a, Node) else a for a in args), **(kwargs or {}))
     return node
-
-
-def _backward_readers(node: Node, forward: set[Node]) -> list[Node]:
-    return [u for u in node.users if u not in forward and u.op != "output"]
 
 
 def _shape(node: Any) -> tuple[int, ...]:

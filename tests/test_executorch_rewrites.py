@@ -14,8 +14,8 @@ from torch.export.graph_signature import InputKind
 
 from quic_edge import models
 from quic_edge.config import QuICConfig
-from quic_edge.export.common import infer_task, orthogonal_angles, split_batch
-from quic_edge.export.executorch import WRAPPED, joint_program
+from quic_edge.export.common import infer_task, split_batch
+from quic_edge.export.executorch import joint_program, program_angle_names
 from quic_edge.export.executorch_graph import (
     RECOMPUTABLE_OPS,
     constant_values,
@@ -48,7 +48,7 @@ def rewritten(model: nn.Module) -> tuple[object, list[str], list[str]]:
     model's tensors; its angle-side matrices are 0.16 of their compound entries' bytes, MiniLM's 0.02)."""
     program = joint_program(model, BATCH, infer_task(model, None), recompute=False)
     recomputed = recompute_in_backward(program, min_bytes=0, anchor_fraction=0.2)
-    recovered = recover_rotation_inputs(program, {f"{WRAPPED}.{name}" for name in orthogonal_angles(model)})
+    recovered = recover_rotation_inputs(program, program_angle_names(model))
     return program, recomputed, recovered
 
 
@@ -149,9 +149,13 @@ def test_executorch_runs_the_rewritten_program_to_the_same_step_in_fewer_planned
     assert planned_after < planned_before
 
 
-def test_nothing_is_recovered_without_orthogonal_angles(programs):
-    before, _ = programs  # e.g. the unconstrained control (orthogonal_angles is empty for it: tests/test_recover.py)
-    assert recover_rotation_inputs(before, set()) == []
+def test_nothing_is_recovered_for_the_unconstrained_control(programs):
+    model, _ = models.load("llama-tiny", num_labels=NUM_LABELS, seed=0)
+    free = apply_quic(model, QuICConfig(blocks=2, orders=(1, 2), target_modules=("q_proj", "v_proj"),
+                                        matrix="unconstrained"))
+    assert program_angle_names(free) == set()  # what the export passes for it
+    before, _ = programs
+    assert recover_rotation_inputs(before, set()) == []  # angles named nowhere: no compound counts as orthogonal
 
 
 class Product(nn.Module):

@@ -2,8 +2,9 @@
 rewrite as ONNX Runtime's (export/ort_recover.py, whose module text gives the reasoning: S = Y C^T with Y the kept
 attention tensor with the invertible steps undone).
 
-The joint graph's rotation is a `bmm(S, C)` whose S (a view of a slice of the layer's output) the backward pass reads
-for C's gradient; after the rewrite those readers read `bmm(Y, C^T)`, made just before the first of them, and S is
+The joint graph's rotation is an `mm(S, C)` per block and order (or a batched `bmm`) whose S (a slice of the layer's
+output) the backward pass reads for C's gradient; after the rewrite those readers read `mm(Y, C^T)`, made just before
+the first of them, and S is
 freed after the forward product. Only compounds made from orthogonal angles alone qualify.
 """
 
@@ -20,6 +21,7 @@ from quic_edge.export.ort_recover import MAX_STEPS, Step, undo_steps
 aten = torch.ops.aten
 LAYOUT_NO_OPS = frozenset({aten.clone.default, aten.alias.default})  # nothing to undo
 RESHAPES = frozenset({aten.view.default, aten._unsafe_view.default, aten.reshape.default})
+PRODUCTS = frozenset({aten.mm.default, aten.bmm.default})  # a rotation's product: one block's, or batched
 
 
 def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[str]:
@@ -31,9 +33,9 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
     frozen = _frozen_placeholders(program)
     pure = _from_angles_only(program, forward, orthogonal_angles, frozen)
     order = {n: i for i, n in enumerate(graph.nodes)}
-    groups: dict[Node, list[tuple[Node, Node, list[Step]]]] = {}
+    groups: dict[Node, list[tuple[Node, Node, list[Step], Any]]] = {}
     for node in graph.nodes:
-        if node not in forward or node.target != aten.bmm.default:
+        if node not in forward or node.target not in PRODUCTS:
             continue
         s, c = node.args[:2]
         if s not in kept or s in pure or c not in pure or _shape(c)[-1] != _shape(c)[-2]:
@@ -41,22 +43,54 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
         found = _steps_to_kept(node, forward, kept, frozen)
         if found is not None:
             anchor, steps = found
-            groups.setdefault(anchor, []).append((s, c, steps))
+            groups.setdefault(anchor, []).append((s, c, steps, node.target))
     recovered = []
     for anchor, items in groups.items():
-        readers = {s: sorted(backward_readers(s, forward), key=order.__getitem__) for s, _, _ in items}
+        readers = {s: sorted(backward_readers(s, forward), key=order.__getitem__) for s, *_ in items}
         first = min((r[0] for r in readers.values()), key=order.__getitem__)
         made: dict[tuple, Node] = {}
         with graph.inserting_before(first):
-            for s, c, steps in items:
-                y = undo_steps(anchor, steps, made, lambda node, step: _undo_one(graph, node, step))
-                remade = _call(graph, aten.bmm.default, (y, _call(graph, aten.permute.default, (c, [0, 2, 1]))))
+            outputs = [undo_steps(anchor, steps, made, lambda node, step: _undo_one(graph, node, step))
+                       for _, _, steps, _ in items]
+        for (s, c, _, product), y in zip(items, outputs, strict=True):
+            if not _reassociate(graph, s, c, y, readers[s]):
+                with graph.inserting_before(first):
+                    remade = _call(graph, product, (y, _call(graph, aten.permute.default, (c, _swap(c)))))
                 for reader in readers[s]:
                     reader.replace_input_with(s, remade)
-                recovered.append(s.name)
+            recovered.append(s.name)
     graph.lint()
     program.graph_module.recompile()
     return recovered
+
+
+def _reassociate(graph: Graph, s: Node, c: Node, y: Node, readers: list[Node]) -> bool:
+    """C's gradient S^T G, with S = Y C^T, made as C (Y^T G): S is never remade, one product of the activations' size
+    less (the inner product is Y's size; C (Y^T G) costs C's size cubed). Applies when every backward reader of S is its
+    transpose, read only as the first factor of a product; returns whether it applied (else S is remade)."""
+    swap = _swap(s)
+    products = []
+    for reader in readers:
+        if reader.target != aten.permute.default or [int(p) % len(swap) for p in reader.args[1]] != swap:
+            return False
+        for use in reader.users:
+            if use.target not in PRODUCTS or use.args[0] is not reader or use.args[1] is reader:
+                return False
+            products.append(use)
+    for use in products:
+        with graph.inserting_before(use):
+            inner = _call(graph, use.target, (_call(graph, aten.permute.default, (y, swap)), use.args[1]))
+            use.replace_all_uses_with(_call(graph, use.target, (c, inner)))
+        graph.erase_node(use)
+    for reader in readers:
+        graph.erase_node(reader)
+    return True
+
+
+def _swap(node: Node) -> list[int]:
+    """The permutation that transposes a tensor's last two axes."""
+    rank = len(_shape(node))
+    return [*range(rank - 2), rank - 1, rank - 2]
 
 
 def _frozen_placeholders(program: Any) -> set[Node]:

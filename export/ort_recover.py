@@ -61,6 +61,7 @@ def recover_rotation_inputs(proto: onnx.ModelProto, orthogonal_angles: set[str])
     added: list[onnx.NodeProto] = []
     made: dict[tuple, str] = {}
     recovered = []
+    backward = [n for n in graph.node if is_backward(n)]
     for node in forward:
         if node.op_type != "MatMul" or node.input[0] not in kept or node.input[1] not in pure:
             continue
@@ -70,8 +71,14 @@ def recover_rotation_inputs(proto: onnx.ModelProto, orthogonal_angles: set[str])
         if found is None:
             continue
         anchor, steps = found
-        name = node.input[0]
-        added += _undo(anchor, steps, node.input[1], len(shapes[node.input[1]][0]), name, graph, made)
+        name, compound = node.input
+        y, undone = _undo(anchor, steps, name, graph, made)
+        added += undone
+        gradients = [n for n in backward if name in n.input]
+        if _transposed_products(gradients, name):
+            added += _reassociate(gradients, y, compound)
+        else:
+            added += _remake(y, compound, len(shapes[compound][0]), name)
         recovered.append(name)
     renamed = {name: name + RECOVERED + RECOMPUTE_SUFFIX for name in recovered}
     for reader in graph.node:
@@ -81,6 +88,29 @@ def recover_rotation_inputs(proto: onnx.ModelProto, orthogonal_angles: set[str])
     for new in reversed(added):  # at the front: ONNX Runtime then runs them late, beside their readers (ort_graph.py)
         graph.node.insert(0, new)
     return recovered
+
+
+def _transposed_products(gradients: list[onnx.NodeProto], name: str) -> bool:
+    """Every backward reader of S is a plain product S^T G (ONNX Runtime's gradient of a MatMul's second factor)."""
+    def plain(node: onnx.NodeProto) -> bool:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return (node.op_type == "Gemm" and len(node.input) == 2 and node.input[0] == name and node.input[1] != name
+                and attrs.get("transA") == 1 and not attrs.get("transB") and attrs.get("alpha", 1.0) == 1.0)
+    return bool(gradients) and all(plain(n) for n in gradients)
+
+
+def _reassociate(gradients: list[onnx.NodeProto], y: str, compound: str) -> list[onnx.NodeProto]:
+    """C's gradient S^T G, with S = Y C^T, made as C (Y^T G): S is never remade and the product of the activations'
+    size that would remake it is saved (C (Y^T G) costs C's size cubed). Each reader becomes Y^T G; a new product with
+    C gives its output."""
+    nodes = []
+    for gemm in gradients:
+        out = gemm.output[0]
+        inner = f"{out}{RECOVERED}_inner{RECOMPUTE_SUFFIX}"
+        gemm.input[0] = y
+        gemm.output[0] = inner
+        nodes.append(helper.make_node("MatMul", [compound, inner], [out], name=f"{out}{RECOVERED}_outer{RECOMPUTE_SUFFIX}"))
+    return nodes
 
 
 def _from_angles_only(graph: onnx.GraphProto, forward: list[onnx.NodeProto], angles: set[str]) -> set[str]:
@@ -170,11 +200,11 @@ def _static(name: str, constants: dict[str, np.ndarray], producer: dict[str, onn
     return name in constants or name not in producer
 
 
-def _undo(anchor: str, steps: list[Step], compound: str, rank: int, name: str, graph: onnx.GraphProto,
-          made: dict[tuple, str]) -> list[onnx.NodeProto]:
-    """Nodes that remake `name` (S) from the kept `anchor`: the steps undone in reverse order, then a product with
-    the compound's transpose. `made` maps (anchor, undone steps) to the tensor already made for another slice of the
-    same output, so the orders of one layer share everything up to their slice."""
+def _undo(anchor: str, steps: list[Step], name: str, graph: onnx.GraphProto,
+          made: dict[tuple, str]) -> tuple[str, list[onnx.NodeProto]]:
+    """The rotation's output Y = S C remade from the kept `anchor` (the steps undone in reverse order) for S named
+    `name`: (its tensor, the new nodes). `made` maps (anchor, undone steps) to the tensor already made for another
+    slice of the same output, so the orders of one layer share everything up to their slice."""
     nodes: list[onnx.NodeProto] = []
 
     def undo_one(current: str, step: Step) -> str:
@@ -210,13 +240,16 @@ def _undo(anchor: str, steps: list[Step], compound: str, rank: int, name: str, g
         nodes.append(node)
         return out
 
-    current = undo_steps(anchor, steps, made, undo_one)
+    return undo_steps(anchor, steps, made, undo_one), nodes
+
+
+def _remake(y: str, compound: str, rank: int, name: str) -> list[onnx.NodeProto]:
+    """S = Y C^T under the name the backward readers are given."""
     transposed = f"{name}{RECOVERED}_ct{RECOMPUTE_SUFFIX}"
-    nodes.append(helper.make_node("Transpose", [compound], [transposed], name=transposed,
-                                  perm=[*range(rank - 2), rank - 1, rank - 2]))
     out = name + RECOVERED + RECOMPUTE_SUFFIX
-    nodes.append(helper.make_node("MatMul", [current, transposed], [out], name=out))
-    return nodes
+    return [helper.make_node("Transpose", [compound], [transposed], name=transposed,
+                             perm=[*range(rank - 2), rank - 1, rank - 2]),
+            helper.make_node("MatMul", [y, transposed], [out], name=out)]
 
 
 def _int64s(graph: onnx.GraphProto, name: str, values: list[int]) -> str:

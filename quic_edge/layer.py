@@ -1,10 +1,10 @@
 """QuICLinear: a frozen linear layer (fp32 or int8) followed by the QuIC rotation of its outputs.
 
 y = (x W^T) R + b with R = blockdiag(B_1, ..., B_N, I_tail) and B_i = C_k1(A_i) (+) C_k2(A_i) (+) ... (+) I.
-R is applied block by block with batched matmuls on the activations; it is never built densely except by
-`rotation()`, for tests and merging. Inside an adapted model's forward the compounds of every layer are built
-together by the model's rotation module (quic_edge.rotations) and handed to each layer; a layer on its own builds
-its own.
+R is applied block by block, one product per block and order on a column slice of the activations; it is never
+built densely except by `rotation()`, for tests and merging. Inside an adapted model's forward the compounds of
+every layer are built together by the model's rotation module (quic_edge.rotations) and handed to each layer; a
+layer on its own builds its own.
 """
 
 from __future__ import annotations
@@ -74,20 +74,27 @@ class QuICLinear(nn.Module):
         return build_compounds([self])[0]
 
     def rotate(self, y: torch.Tensor) -> torch.Tensor:
-        """y [..., d_out] -> y R, block by block, identity parts untouched."""
+        """y [..., d_out] -> y R, block by block, identity parts untouched.
+
+        Every (block, order) is its own product of a column slice of y with that block's compound: the activations
+        are never transposed. ExecuTorch's kernels copy for every layout op, and the layout with the blocks as a
+        batch axis (transpose, batched products, transpose back) cost a MiniLM training step 1.10x LoRA's time there
+        (README, "ONNX Runtime on-device training"); split and cat: their gradients are one concatenation and one
+        split, where each slice's is a zero tensor it scatters into."""
         cfg = self.config
         lead = y.shape[:-1]
-        used = cfg.blocks * self.block_size
-        head, tail = y.split([used, self.out_features - used], dim=-1) if used < self.out_features else (y, None)
-        blocks = head.reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
-        compounds = self.compounds()  # C: (N or 1, ck, ck) per order
-        widths = [C.shape[-1] for C in compounds]
-        # split, not slices: a split's gradient is one concatenation, where each slice's is a zero tensor it scatters into
-        parts = blocks.split([*widths, self.block_size - sum(widths)], dim=-1) if self.padding else blocks.split(widths, -1)
-        pieces = [torch.matmul(part, C) for part, C in zip(parts, compounds, strict=False)]  # (N, T, ck)
-        pieces += parts[len(compounds):]  # the identity part, untouched
-        rotated = torch.cat(pieces, dim=-1).transpose(0, 1).reshape(*lead, used)
-        return rotated if tail is None else torch.cat([rotated, tail], dim=-1)
+        compounds = self.compounds()  # (N or 1, ck, ck) per order
+        in_block = [C.shape[-1] for C in compounds] + ([self.padding] if self.padding else [])
+        tail = self.out_features - cfg.blocks * self.block_size
+        parts = y.reshape(-1, self.out_features).split(in_block * cfg.blocks + ([tail] if tail else []), dim=-1)
+        per_block = [C.unbind(0) for C in compounds]  # unbind, not indexing: one stack in the gradient
+        pieces = []
+        for i in range(cfg.blocks):
+            block = parts[i * len(in_block):(i + 1) * len(in_block)]
+            pieces += [torch.matmul(part, M[i % len(M)]) for part, M in zip(block, per_block, strict=False)]
+            pieces += block[len(compounds):]  # the identity part, untouched
+        pieces += parts[cfg.blocks * len(in_block):]  # the tail beyond the blocks
+        return torch.cat(pieces, dim=-1).reshape(*lead, self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.base_layer.bias

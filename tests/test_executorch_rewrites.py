@@ -18,7 +18,9 @@ from quic_edge.export.common import infer_task, split_batch
 from quic_edge.export.executorch import joint_program, program_angle_names
 from quic_edge.export.executorch_graph import (
     RECOMPUTABLE_OPS,
+    backward_readers,
     constant_values,
+    forward_nodes,
     gathers_by_product,
     kept_tensors,
     node_bytes,
@@ -118,6 +120,22 @@ def gathered_entries(program) -> list[str]:
     return found
 
 
+def reassociated(program, slices: list[str]) -> set[str]:
+    """The recovered slices S (of Y = S C) whose compound C is the first factor of a backward product (its gradient
+    made as C (Y^T G)) and that no backward node reads."""
+    forward = forward_nodes(program)
+    nodes = {n.name: n for n in program.graph_module.graph.nodes}
+    found = set()
+    for name in slices:
+        product = next(u for u in nodes[name].users if u in forward and u.target == torch.ops.aten.mm.default)
+        compound = product.args[1]
+        if not backward_readers(nodes[name], forward) and any(
+                u not in forward and u.target == torch.ops.aten.mm.default and u.args[0] is compound
+                for u in compound.users):
+            found.add(name)
+    return found
+
+
 def test_less_is_kept_and_the_step_is_unchanged_in_pytorch(programs):
     before, (after, recomputed, recovered) = programs
     kept_before = {n.name for n in kept_tensors(before)}
@@ -127,6 +145,7 @@ def test_less_is_kept_and_the_step_is_unchanged_in_pytorch(programs):
     # the values' slices (attention keeps the value); the queries go through the rotary embedding and stay kept
     assert recovered and set(recovered) <= kept_before and not set(recovered) & kept_after
     assert gathered_entries(before) and not gathered_entries(after), "the compound entries should be remade, not kept"
+    assert reassociated(after, recovered) == set(recovered), "C's gradient should be C (Y^T G), S never remade"
     assert sum(map(node_bytes, kept_tensors(after))) < sum(map(node_bytes, kept_tensors(before)))
     first, second = run_joint(before), run_joint(after)
     angles = angle_positions(before)

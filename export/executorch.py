@@ -22,6 +22,7 @@ from torch import nn
 from quic_edge.export.common import ExportError, export_bundle, orthogonal_angles, split_batch
 from quic_edge.export.executorch_graph import recompute_in_backward
 from quic_edge.export.executorch_recover import recover_rotation_inputs
+from quic_edge.layer import per_block_products
 from quic_edge.tasks import WithLoss
 
 PROGRAM = "training.pte"
@@ -65,7 +66,8 @@ def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: 
 
     inputs, target = split_batch(example_batch)
     args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
-    program = _export_forward_backward(export(WithLoss(model, task, tuple(inputs)).eval(), args, strict=False))
+    with per_block_products(model):  # no transposes of the activations: ExecuTorch copies for each (quic_edge.layer)
+        program = _export_forward_backward(export(WithLoss(model, task, tuple(inputs)).eval(), args, strict=False))
     table = core_aten_decompositions()
     table[torch.ops.aten.empty_permuted.default] = _empty_permuted  # no ExecuTorch kernel (SiLU's backward uses it)
     # The pip runtime has optimized (BLAS) kernels for mm/bmm/linear/add but only a naive loop for addmm, which every

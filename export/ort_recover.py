@@ -2,12 +2,14 @@
 graph, after export/ort_graph.py's recompute).
 
 The gradient of a compound C in Y = S C (S: a slice of the layer's output, [blocks, tokens, C(n, k)]) is S^T dY, so
-ORT keeps every S from forward to backward: 12 slices of 0.7 MiB for MiniLM's query and value. But C is orthogonal
+ORT keeps every S from forward to backward: 24 slices, 8.4 MiB, for MiniLM's query and value. But C is orthogonal
 (a compound of an orthogonal matrix) and Y travels through invertible steps (concatenation, transposes, reshapes, the
 bias, grouped-query attention's copies) into a tensor that attention keeps anyway (its query for the key's gradient,
 its value for the probabilities' gradient). So S = Y C^T, and Y is that kept tensor with the steps undone: the
-backward pass remakes S from it with a slice, a few layout ops, one subtraction and one small product, and S is freed
-after its last forward use.
+backward pass remakes Y from it with a slice, a few layout ops and one subtraction, and S is freed after its last
+forward use. Where S's only backward readers are C's gradient S^T dY (a Gemm or FusedMatMul with transA, as ORT's
+gradient builder writes it), that becomes C (Y^T dY): S is never remade, which saves the product Y C^T of the activations' size;
+otherwise S = Y C^T is remade for its readers.
 
 A slice is recovered only when the tensor at the end of its chain is kept for backward anyway (the first layer's query
 is not: nothing below it trains, so its key needs no gradient and attention does not keep it); only compounds made
@@ -91,11 +93,15 @@ def recover_rotation_inputs(proto: onnx.ModelProto, orthogonal_angles: set[str])
 
 
 def _transposed_products(gradients: list[onnx.NodeProto], name: str) -> bool:
-    """Every backward reader of S is a plain product S^T G (ONNX Runtime's gradient of a MatMul's second factor)."""
+    """Every backward reader of S is a plain product S^T G, as ORT's gradient builder writes a MatMul's second
+    factor's gradient: a Gemm with transA (2-D) or a FusedMatMul with transA (batched)."""
     def plain(node: onnx.NodeProto) -> bool:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        return (node.op_type == "Gemm" and len(node.input) == 2 and node.input[0] == name and node.input[1] != name
-                and attrs.get("transA") == 1 and not attrs.get("transB") and attrs.get("alpha", 1.0) == 1.0)
+        kind = (node.op_type == "Gemm" and node.domain in ("", "ai.onnx")) or (
+            node.op_type == "FusedMatMul" and node.domain == "com.microsoft")
+        return (kind and len(node.input) == 2 and node.input[0] == name and node.input[1] != name
+                and attrs.get("transA") == 1 and not attrs.get("transB") and attrs.get("alpha", 1.0) == 1.0
+                and not attrs.get("transBatchA") and not attrs.get("transBatchB"))
     return bool(gradients) and all(plain(n) for n in gradients)
 
 

@@ -1,16 +1,19 @@
 """QuICLinear: a frozen linear layer (fp32 or int8) followed by the QuIC rotation of its outputs.
 
 y = (x W^T) R + b with R = blockdiag(B_1, ..., B_N, I_tail) and B_i = C_k1(A_i) (+) C_k2(A_i) (+) ... (+) I.
-R is applied block by block, one product per block and order on a column slice of the activations; it is never
-built densely except by `rotation()`, for tests and merging. Inside an adapted model's forward the compounds of
-every layer are built together by the model's rotation module (quic_edge.rotations) and handed to each layer; a
-layer on its own builds its own.
+R is applied block by block on the activations, in one of two layouts with the same values: the blocks as a batch
+axis (one batched product per order; the default, and what ONNX Runtime runs: the fewest graph nodes), or one 2-D
+product per block and order on a column slice, with no transposes of the activations (what ExecuTorch runs: its
+kernels copy for every layout op; `per_block_products`). R is never built densely except by `rotation()`, for tests
+and merging. Inside an adapted model's forward the compounds of every layer are built together by the model's
+rotation module (quic_edge.rotations) and handed to each layer; a layer on its own builds its own.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from math import comb
 
 import torch
@@ -46,6 +49,7 @@ class QuICLinear(nn.Module):
         copies = 1 if config.share_blocks else config.blocks
         self.angles = nn.Parameter(torch.zeros(config.chain, copies, self.gates))
         self.batched_compounds: list[torch.Tensor] | None = None  # set around a model's forward (quic_edge.rotations)
+        self.per_block_products = False  # the layout of `rotate`; set while ExecuTorch traces (per_block_products)
 
     @classmethod
     def from_linear(cls, linear: nn.Module, config: QuICConfig) -> QuICLinear:
@@ -74,13 +78,27 @@ class QuICLinear(nn.Module):
         return build_compounds([self])[0]
 
     def rotate(self, y: torch.Tensor) -> torch.Tensor:
-        """y [..., d_out] -> y R, block by block, identity parts untouched.
+        """y [..., d_out] -> y R, block by block, identity parts untouched (the layout: `per_block_products`)."""
+        return self._rotate_per_block(y) if self.per_block_products else self._rotate_batched(y)
 
-        Every (block, order) is its own product of a column slice of y with that block's compound: the activations
-        are never transposed. ExecuTorch's kernels copy for every layout op, and the layout with the blocks as a
-        batch axis (transpose, batched products, transpose back) cost a MiniLM training step 1.10x LoRA's time there
-        (README, "ONNX Runtime on-device training"); split and cat: their gradients are one concatenation and one
-        split, where each slice's is a zero tensor it scatters into."""
+    def _rotate_batched(self, y: torch.Tensor) -> torch.Tensor:
+        """The blocks as a batch axis: one batched product per order (the fewest graph nodes)."""
+        cfg = self.config
+        lead = y.shape[:-1]
+        used = cfg.blocks * self.block_size
+        head, tail = y.split([used, self.out_features - used], dim=-1) if used < self.out_features else (y, None)
+        blocks = head.reshape(-1, cfg.blocks, self.block_size).transpose(0, 1)  # (N, T, b)
+        compounds = self.compounds()  # C: (N or 1, ck, ck) per order
+        widths = [C.shape[-1] for C in compounds]
+        # split, not slices: a split's gradient is one concatenation, where each slice's is a zero tensor it scatters into
+        parts = blocks.split([*widths, self.block_size - sum(widths)], dim=-1) if self.padding else blocks.split(widths, -1)
+        pieces = [torch.matmul(part, C) for part, C in zip(parts, compounds, strict=False)]  # (N, T, ck)
+        pieces += parts[len(compounds):]  # the identity part, untouched
+        rotated = torch.cat(pieces, dim=-1).transpose(0, 1).reshape(*lead, used)
+        return rotated if tail is None else torch.cat([rotated, tail], dim=-1)
+
+    def _rotate_per_block(self, y: torch.Tensor) -> torch.Tensor:
+        """One 2-D product per (block, order) on a column slice of y: the activations are never transposed."""
         cfg = self.config
         lead = y.shape[:-1]
         compounds = self.compounds()  # (N or 1, ck, ck) per order
@@ -123,6 +141,23 @@ class QuICLinear(nn.Module):
         c = self.config
         widths = ", ".join(f"C{k}:{comb(self.n, k)}" for k in c.orders)
         return f"d_out={self.out_features}, blocks={c.blocks}, b={self.block_size}, n={self.n}, [{widths}], pad={self.padding}"
+
+
+@contextmanager
+def per_block_products(model: nn.Module) -> Iterator[None]:
+    """Every QuIC layer of `model` rotates with one 2-D product per block and order while this is active (the values
+    are the same). ExecuTorch's portable kernels copy for every layout op, so the batched layout's transposes cost a
+    MiniLM QuIC (1,2) training step 1.10x LoRA r8's time there; ONNX Runtime pays per graph node instead, and this
+    layout's 1.4x more nodes cost it more kernel time than the transposes (README, "ONNX Runtime on-device
+    training")."""
+    layers = [m for m in model.modules() if isinstance(m, QuICLinear)]
+    for layer in layers:
+        layer.per_block_products = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.per_block_products = False
 
 
 def circuit_key(layer: QuICLinear) -> tuple:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from math import comb
 
 import numpy as np
@@ -13,6 +14,7 @@ from scipy.linalg import block_diag
 from torch import nn
 
 from quic_edge import QuICConfig, QuICLinear
+from quic_edge.layer import per_block_products
 from quic_edge.quantize import Int8Linear
 from tests.test_compounds import minors
 
@@ -45,10 +47,12 @@ CONFIGS = [
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 @pytest.mark.parametrize("int8", [False, True])
-def test_forward_equals_xWT_R_plus_b(config, int8):
+@pytest.mark.parametrize("per_block", [False, True], ids=["batched", "per-block"])
+def test_forward_equals_xWT_R_plus_b(config, int8, per_block):
     torch.manual_seed(0)
     linear = nn.Linear(24, 47).double()  # 47 = blocks * b + tail for most configs
     layer = QuICLinear.from_linear(Int8Linear.from_linear(linear) if int8 else linear, config).double()
+    layer.per_block_products = per_block
     with torch.no_grad():
         layer.angles.normal_(0, 0.7)
     x = torch.randn(5, 2, 24, dtype=torch.float64)
@@ -61,6 +65,26 @@ def test_forward_equals_xWT_R_plus_b(config, int8):
     assert type(merged) is type(layer.base_layer)  # the base layer's own kind
     if not int8:
         torch.testing.assert_close(merged(x), layer(x), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_both_layouts_give_the_same_angle_gradients(config):
+    torch.manual_seed(0)
+    layer = QuICLinear.from_linear(nn.Linear(24, 47).double(), config).double()
+    with torch.no_grad():
+        layer.angles.normal_(0, 0.7)
+    x, target = torch.randn(5, 2, 24, dtype=torch.float64), torch.randn(5, 2, 47, dtype=torch.float64)
+    gradients = []
+    for model in (layer, nn.Sequential(layer)):
+        context = per_block_products(model) if isinstance(model, nn.Sequential) else nullcontext()
+        with context:
+            assert layer.per_block_products is isinstance(model, nn.Sequential)
+            layer.angles.grad = None
+            ((layer(x) - target) ** 2).sum().backward()
+            gradients.append(layer.angles.grad.clone())
+    assert not layer.per_block_products  # the context put the default back
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-10, rtol=1e-10)
+    assert gradients[0].abs().max() > 0
 
 
 def test_identity_at_initialisation():

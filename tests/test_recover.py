@@ -28,13 +28,13 @@ def orthogonal(rng: np.random.Generator, blocks: int, width: int) -> np.ndarray:
 
 
 def chain_graph(seed: int, blocks: int, tokens: int, width: int, tail: int, heads: int, with_bias: bool,
-                piece_first: bool, gemm_reader: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+                piece_first: bool, reader: str = "Identity") -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """A forward chain as QuICLinear and attention write it: per block i the rotated slice Y_i = S_i C_i
     ([tokens, width]) and an untouched piece P_i, all concatenated along features, reshaped to [batch, tokens, features],
     a bias added, split into heads and transposed; that last tensor and every S_i are read by nodes named as ORT's
     gradient builder names its own (so both count as kept). C_i is made from an `angles` input by a product with a
-    constant orthogonal matrix (so it is angle-made). gemm_reader: S_i's reader is C_i's gradient as ORT writes it,
-    Gemm(S_i, G_i, transA=1), which the rewrite reassociates; else an Identity, for which it remakes S_i."""
+    constant orthogonal matrix (so it is angle-made). reader: "Gemm" or "FusedMatMul": S_i's reader is C_i's gradient as
+    ORT writes it, S_i^T G_i (transA=1), which the rewrite reassociates; "Identity": a reader for which it remakes S_i."""
     rng = np.random.default_rng(seed)
     features = blocks * (width + tail)
     batch = 2
@@ -53,10 +53,12 @@ def chain_graph(seed: int, blocks: int, tokens: int, width: int, tail: int, head
                   helper.make_node("Squeeze", [f"C{i}_1", "index0_axis"], [f"C{i}"]),
                   helper.make_node("MatMul", [f"S{i}", f"C{i}"], [f"Y{i}"])]
         pieces += [f"Y{i}", f"P{i}"] if piece_first else [f"P{i}", f"Y{i}"]
-        if gemm_reader:
+        if reader != "Identity":
             feeds[f"G{i}"] = rng.standard_normal((tokens, width)).astype(np.float32)
-            nodes.append(helper.make_node("Gemm", [f"S{i}", f"G{i}"], [f"C{i}_grad"], name=f"rotation{i}_Grad/Gemm",
-                                          transA=1, alpha=1.0, beta=0.0))
+            domain = "com.microsoft" if reader == "FusedMatMul" else ""
+            extra = {"beta": 0.0} if reader == "Gemm" else {"transB": 0}
+            nodes.append(helper.make_node(reader, [f"S{i}", f"G{i}"], [f"C{i}_grad"], name=f"rotation{i}_Grad/product",
+                                          domain=domain, transA=1, alpha=1.0, **extra))
         else:
             nodes.append(helper.make_node("Identity", [f"S{i}"], [f"C{i}_grad"], name=f"rotation{i}_Grad/read"))
         outputs.append(f"C{i}_grad")
@@ -74,7 +76,8 @@ def chain_graph(seed: int, blocks: int, tokens: int, width: int, tail: int, head
     inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape) for name, value in feeds.items()]
     graph = helper.make_graph(nodes, "chain", inputs,
                               [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), feeds
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets), feeds
 
 
 def run_graph(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -108,11 +111,11 @@ def test_the_recovered_slice_equals_the_kept_one(seed, blocks, width, tail, head
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31), blocks=st.integers(1, 3), width=st.integers(2, 9), tail=st.integers(1, 4),
-       with_bias=st.booleans(), piece_first=st.booleans())
-def test_the_compound_gradient_is_reassociated(seed, blocks, width, tail, with_bias, piece_first):
-    """C's gradient S^T G (a Gemm with transA, as ORT writes it) becomes C (Y^T G): no S is remade, and the
-    gradient equals S^T G computed here."""
-    proto, feeds = chain_graph(seed, blocks, 6, width, tail, 1, with_bias, piece_first, gemm_reader=True)
+       with_bias=st.booleans(), piece_first=st.booleans(), reader=st.sampled_from(["Gemm", "FusedMatMul"]))
+def test_the_compound_gradient_is_reassociated(seed, blocks, width, tail, with_bias, piece_first, reader):
+    """C's gradient S^T G (a Gemm or FusedMatMul with transA, as ORT writes it) becomes C (Y^T G): no S is remade,
+    and the gradient equals S^T G computed here."""
+    proto, feeds = chain_graph(seed, blocks, 6, width, tail, 1, with_bias, piece_first, reader)
     assert recover_rotation_inputs(proto, {"angles"}) == [f"S{i}" for i in range(blocks)]
     assert not any(name.startswith("S") for name in stashed_tensors(proto))
     names = {o for n in proto.graph.node for o in n.output}

@@ -2,10 +2,11 @@
 rewrite as ONNX Runtime's (export/ort_recover.py, whose module text gives the reasoning: S = Y C^T with Y the kept
 attention tensor with the invertible steps undone).
 
-The joint graph's rotation is an `mm(S, C)` per block and order (or a batched `bmm`) whose S (a slice of the layer's
-output) the backward pass reads for C's gradient; after the rewrite those readers read `mm(Y, C^T)`, made just before
-the first of them, and S is
-freed after the forward product. Only compounds made from orthogonal angles alone qualify.
+The joint graph's rotation is an `mm(S, C)` per block and order (ExecuTorch traces the per-block layout,
+quic_edge.layer.per_block_products; a batched `bmm` is handled alike) whose S (a slice of the layer's output) the
+backward pass reads for C's gradient S^T G. After the rewrite that gradient is C (Y^T G), with Y remade just before the
+first reader (`_reassociate`), or, where S has other readers, they read S = Y C^T; either way S is freed after the
+forward product. Only compounds made from orthogonal angles alone qualify.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ bias, grouped-query attention's copies) into a tensor that attention keeps anywa
 its value for the probabilities' gradient). So S = Y C^T, and Y is that kept tensor with the steps undone: the
 backward pass remakes Y from it with a slice, a few layout ops and one subtraction, and S is freed after its last
 forward use. Where S's only backward readers are C's gradient S^T dY (a Gemm or FusedMatMul with transA, as ORT's
-gradient builder writes it), that becomes C (Y^T dY): S is never remade, which saves the product Y C^T of the activations' size;
-otherwise S = Y C^T is remade for its readers.
+gradient builder writes it), that becomes C (Y^T dY): S is never remade, which saves the product Y C^T of the
+activations' size; otherwise S = Y C^T is remade for its readers.
 
 A slice is recovered only when the tensor at the end of its chain is kept for backward anyway (the first layer's query
 is not: nothing below it trains, so its key needs no gradient and attention does not keep it); only compounds made

@@ -55,7 +55,8 @@ def recover_rotation_inputs(program: Any, orthogonal_angles: set[str]) -> list[s
                        for _, _, steps, _ in items]
         for (s, c, _, product), y in zip(items, outputs, strict=True):
             if not _reassociate(graph, s, c, y, readers[s]):
-                with graph.inserting_before(first):
+                # before S's own first reader: `first` may be a reader another slice's reassociation has erased
+                with graph.inserting_before(readers[s][0]):
                     remade = _call(graph, product, (y, _call(graph, aten.permute.default, (c, _swap(c)))))
                 for reader in readers[s]:
                     reader.replace_input_with(s, remade)

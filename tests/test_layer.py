@@ -82,7 +82,7 @@ def test_both_layouts_give_the_same_angle_gradients(config):
             layer.angles.grad = None
             ((layer(x) - target) ** 2).sum().backward()
             gradients.append(layer.angles.grad.clone())
-    assert not layer.per_block_products  # the context put the default back
+    assert not layer.per_block_products  # the context put the value it found back
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-10, rtol=1e-10)
     assert gradients[0].abs().max() > 0
 

@@ -11,6 +11,7 @@ optimizer runs on the host (runtimes/executorch.py) on the program's aliased par
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -58,15 +59,19 @@ def to_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str
     return edge.to_executorch().buffer
 
 
-def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str, recompute: bool = True) -> Any:
-    """The joint forward-backward ExportedProgram in core ATen ops, rewritten as `write_files` says."""
+def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: str, recompute: bool = True,
+                  per_block: bool = True) -> Any:
+    """The joint forward-backward ExportedProgram in core ATen ops, rewritten as `write_files` says. per_block: QuIC's
+    rotation traced as one product per block and order (what bundles use); False traces the batched layout eager
+    PyTorch and ONNX Runtime run (`bmm`), for tests and benchmarks."""
     from torch._decomp import core_aten_decompositions
     from torch.export import export
     from torch.export.experimental import _export_forward_backward
 
     inputs, target = split_batch(example_batch)
     args = tuple(torch.from_numpy(a) for a in (*inputs.values(), target))
-    with per_block_products(model):  # no transposes of the activations: ExecuTorch copies for each (quic_edge.layer)
+    # per block: no transposes of the activations, which ExecuTorch's kernels copy (quic_edge.layer)
+    with per_block_products(model) if per_block else contextlib.nullcontext():
         program = _export_forward_backward(export(WithLoss(model, task, tuple(inputs)).eval(), args, strict=False))
     table = core_aten_decompositions()
     table[torch.ops.aten.empty_permuted.default] = _empty_permuted  # no ExecuTorch kernel (SiLU's backward uses it)

@@ -6,6 +6,8 @@ planner's buffers shrink."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from torch.export.graph_signature import InputKind
 
 from quic_edge import models
 from quic_edge.config import QuICConfig
+from quic_edge.export import executorch_recover
 from quic_edge.export.common import infer_task, split_batch
 from quic_edge.export.executorch import joint_program, program_angle_names
 from quic_edge.export.executorch_graph import (
@@ -26,7 +29,7 @@ from quic_edge.export.executorch_graph import (
     node_bytes,
     recompute_in_backward,
 )
-from quic_edge.export.executorch_recover import recover_rotation_inputs
+from quic_edge.export.executorch_recover import PRODUCTS, recover_rotation_inputs
 from quic_edge.model import apply_quic
 from quic_edge.runtimes.parity import NUM_LABELS
 from quic_edge.tasks import example_batch
@@ -45,10 +48,10 @@ def tiny_llama() -> nn.Module:
     return model
 
 
-def rewritten(model: nn.Module) -> tuple[object, list[str], list[str]]:
-    """The joint program with both rewrites at any size (the export's thresholds, tuned for MiniLM, skip a tiny
-    model's tensors; its angle-side matrices are 0.16 of their compound entries' bytes, MiniLM's 0.02)."""
-    program = joint_program(model, BATCH, infer_task(model, None), recompute=False)
+def rewritten(before: object, model: nn.Module) -> tuple[object, list[str], list[str]]:
+    """A copy of the joint program `before` with both rewrites at any size (the export's thresholds, tuned for MiniLM,
+    skip a tiny model's tensors; its angle-side matrices are 0.16 of their compound entries' bytes, MiniLM's 0.02)."""
+    program = copy.deepcopy(before)
     recomputed = recompute_in_backward(program, min_bytes=0, anchor_fraction=0.2)
     recovered = recover_rotation_inputs(program, program_angle_names(model))
     return program, recomputed, recovered
@@ -88,7 +91,8 @@ def run_executorch(program) -> tuple[list[torch.Tensor], int]:
 @pytest.fixture(scope="module")
 def programs():
     model = tiny_llama()
-    return joint_program(model, BATCH, infer_task(model, None), recompute=False), rewritten(model)
+    before = joint_program(model, BATCH, infer_task(model, None), recompute=False)
+    return before, rewritten(before, model)
 
 
 def angle_positions(program) -> list[int]:
@@ -127,13 +131,24 @@ def reassociated(program, slices: list[str]) -> set[str]:
     nodes = {n.name: n for n in program.graph_module.graph.nodes}
     found = set()
     for name in slices:
-        product = next(u for u in nodes[name].users if u in forward and u.target == torch.ops.aten.mm.default)
+        product = next(u for u in nodes[name].users if u in forward and u.target in PRODUCTS)
         compound = product.args[1]
         if not backward_readers(nodes[name], forward) and any(
-                u not in forward and u.target == torch.ops.aten.mm.default and u.args[0] is compound
-                for u in compound.users):
+                u not in forward and u.target in PRODUCTS and u.args[0] is compound for u in compound.users):
             found.add(name)
     return found
+
+
+def assert_same_step(before, after) -> None:
+    """The joint graphs give the same loss, logits and head gradients, and the angles' gradients to rounding."""
+    first, second = run_joint(before), run_joint(after)
+    angles = angle_positions(before)
+    for i, (a, b) in enumerate(zip(first, second, strict=True)):
+        if i in angles:
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+            assert torch.isfinite(b).all() and b.abs().max() > 0
+        else:  # the loss, the logits and the head's gradients do not depend on the recovered slices
+            assert torch.equal(a, b), f"output {i} changed"
 
 
 def test_less_is_kept_and_the_step_is_unchanged_in_pytorch(programs):
@@ -147,14 +162,40 @@ def test_less_is_kept_and_the_step_is_unchanged_in_pytorch(programs):
     assert gathered_entries(before) and not gathered_entries(after), "the compound entries should be remade, not kept"
     assert reassociated(after, recovered) == set(recovered), "C's gradient should be C (Y^T G), S never remade"
     assert sum(map(node_bytes, kept_tensors(after))) < sum(map(node_bytes, kept_tensors(before)))
-    first, second = run_joint(before), run_joint(after)
-    angles = angle_positions(before)
-    for i, (a, b) in enumerate(zip(first, second, strict=True)):
-        if i in angles:
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
-            assert torch.isfinite(b).all() and b.abs().max() > 0
-        else:  # the loss, the logits and the head's gradients do not depend on the recovered slices
-            assert torch.equal(a, b), f"output {i} changed"
+    assert_same_step(before, after)
+
+
+def test_where_c_s_gradient_is_not_reassociated_s_is_remade_before_its_own_readers(programs, monkeypatch):
+    """The fallback (S has a backward reader the reassociation does not take; none in this model): S = Y C^T remade
+    before its first reader. Forced on every other slice, so each group mixes both ways. (The backward pass reads a
+    group's slices in reverse, so the group's first reader is its last slice's: a fallback placed there, as before
+    commit 2734b74, passed here too.)"""
+    before, (_, _, recovered) = programs
+    calls, reassociate = [], executorch_recover._reassociate
+
+    def every_other(*args):
+        calls.append(len(calls) % 2 == 1)
+        return calls[-1] and reassociate(*args)
+
+    monkeypatch.setattr(executorch_recover, "_reassociate", every_other)
+    after, _, mixed = rewritten(before, tiny_llama())
+    assert mixed == recovered and not set(mixed) & {n.name for n in kept_tensors(after)}
+    assert 0 < len(reassociated(after, mixed)) < len(mixed), "one slice of each group reassociated, the other remade"
+    assert_same_step(before, after)
+
+
+def test_the_batched_layout_is_recovered_alike():
+    """The batched layout (blocks as a batch axis, `bmm`), which eager PyTorch and ONNX Runtime run and
+    benchmarks/layout.py exports for ExecuTorch: the same slices recovered and reassociated, the same step."""
+    model = tiny_llama()
+    before = joint_program(model, BATCH, infer_task(model, None), recompute=False, per_block=False)
+    after, _, recovered = rewritten(before, model)
+    rotations = [n for n in after.graph_module.graph.nodes if n.target == torch.ops.aten.bmm.default
+                 and n.args[0].name in recovered]
+    assert rotations, "the rotation should be traced as bmm in this layout"
+    assert recovered and not set(recovered) & {n.name for n in kept_tensors(after)}
+    assert reassociated(after, recovered) == set(recovered)
+    assert_same_step(before, after)
 
 
 def test_executorch_runs_the_rewritten_program_to_the_same_step_in_fewer_planned_bytes(programs):

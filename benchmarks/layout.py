@@ -1,0 +1,129 @@
+"""Step time of QuIC (1,2)'s two rotation layouts against LoRA r8 on one runtime (issue 11): the per-block layout
+(quic_edge.layer.per_block_products; what ExecuTorch's export traces) and the batched one (blocks as a batch axis; what
+eager PyTorch and ONNX Runtime run). MiniLM 8 x 64, AdamW, the export's rewrites, each case in a fresh process, rounds
+in alternating order; ratios taken within each round. Beside the step: ExecuTorch's kernel calls / MiB written / GFLOP
+per step (quic_edge.bench.executorch_ops), or ONNX Runtime's kernel time per step from its profiler, one profile per
+case and round (quic_edge.bench.op_profile). Writes benchmarks/results/layout_{runtime}.{json,md}.
+
+    .venv/bin/python benchmarks/layout.py --runtime executorch --rounds 6 --steps 10
+    .venv/bin/python benchmarks/layout.py --runtime ort --rounds 6 --steps 10
+
+The layout a runtime does not ship is made by swapping the context its export uses: a measurement, not an option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from quic_edge.bench.device_memory import export, program_file
+from quic_edge.bench.memory import measure_fresh
+
+CASES = ("lora8", "quic12-per-block", "quic12-batched")
+RATIOS = {"quic12-per-block / lora8": ("quic12-per-block", "lora8"), "quic12-batched / lora8": ("quic12-batched", "lora8"),
+          "per-block / batched": ("quic12-per-block", "quic12-batched")}
+
+
+def other_layout(runtime: str) -> contextlib.AbstractContextManager:
+    """While active, `runtime`'s export traces the layout it does not ship."""
+    if runtime == "executorch":
+        return mock.patch("quic_edge.export.executorch.per_block_products", lambda model: contextlib.nullcontext())
+    from quic_edge.export import ort
+    from quic_edge.layer import per_block_products
+
+    write_files = ort.write_files
+
+    def per_block(model: Any, *args: Any, **options: Any) -> dict:
+        with per_block_products(model):
+            return write_files(model, *args, **options)
+
+    return mock.patch.object(ort, "write_files", per_block)
+
+
+def export_case(case: str, runtime: str, folder: Path) -> None:
+    adapter = case.split("-")[0]
+    shipped = "per-block" if runtime == "executorch" else "batched"
+    with other_layout(runtime) if "-" in case and not case.endswith(shipped) else contextlib.nullcontext():
+        export(adapter, runtime, folder, recompute=True)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime", choices=("ort", "executorch"), required=True)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--work", default="runs/bench-layout")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    work = Path(args.work) / args.runtime
+    shutil.rmtree(work, ignore_errors=True)
+    for case in CASES:
+        export_case(case, args.runtime, work / case)
+    steps: dict[str, list[float]] = {case: [] for case in CASES}
+    kernels: dict[str, list[float]] = {case: [] for case in CASES}
+    nodes: dict[str, int] = {}
+    for r in range(args.rounds):
+        for case in CASES if r % 2 == 0 else CASES[::-1]:
+            measured = measure_fresh(work / case, work / "loops" / case, args.steps)
+            steps[case].append(measured["median_step_ms"])
+            line = f"round {r}: {case}: {measured['median_step_ms']:.0f} ms"
+            if args.runtime == "ort":
+                from quic_edge.bench.op_profile import op_profile
+
+                profile = op_profile(work / case, work / "profiles" / case, steps=args.steps)
+                kernels[case].append(profile["kernel_ms_per_step"])
+                nodes[case] = sum(op["nodes"] for op in profile["by_op"].values())
+                line += f", kernels {profile['kernel_ms_per_step']:.0f} ms"
+            print(line, flush=True)
+    ratios = {name: [a / b for a, b in zip(steps[x], steps[y], strict=True)] for name, (x, y) in RATIOS.items()}
+    results: dict[str, Any] = {"runtime": args.runtime, "rounds": args.rounds, "steps": args.steps, "step_ms": steps,
+                               "ratios": ratios}
+    if args.runtime == "ort":
+        results |= {"kernel_ms_per_step": kernels, "kernel_calls": nodes,
+                    "kernel_ratios": {name: [a / b for a, b in zip(kernels[x], kernels[y], strict=True)]
+                                      for name, (x, y) in RATIOS.items()}}
+        head = ["| case | kernel calls per step | kernel ms per step (profiler) | median step ms |", "|---|---|---|---|"]
+        rows = [f"| {c} | {nodes[c]} | {ms(kernels[c])} | {ms(steps[c])} |" for c in CASES]
+    else:
+        from quic_edge.bench.executorch_ops import op_volume
+
+        volumes = {case: op_volume(program_file(str(work / case))) for case in CASES}
+        results |= {"kernel_calls": {c: v["nodes"] for c, v in volumes.items()},
+                    "mib_written": {c: v["mib_written"] for c, v in volumes.items()},
+                    "gflop": {c: v["gflop"] for c, v in volumes.items()}}
+        head = ["| case | kernel calls | MiB written | GFLOP | median step ms |", "|---|---|---|---|---|"]
+        rows = [f"| {c} | {v['nodes']} | {v['mib_written']:.1f} | {v['gflop']:.2f} | {ms(steps[c])} |"
+                for c, v in volumes.items()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"layout_{args.runtime}.json").write_text(json.dumps(results, indent=1))
+    name = {"ort": "ONNX Runtime", "executorch": "ExecuTorch"}[args.runtime]
+    lines = [f"{name}, MiniLM 8 x 64, AdamW, the export's rewrites; {args.rounds} alternating rounds, {args.steps} steps "
+             "each (median step per process; median and min-max over rounds).", "", *head, *rows,
+             "", "| ratio within a round | step, median (min-max) |" + (" kernel time |" if args.runtime == "ort" else ""),
+             "|---|---|" + ("---|" if args.runtime == "ort" else "")]
+    for ratio, values in ratios.items():
+        extra = f" {spread(results['kernel_ratios'][ratio])} |" if args.runtime == "ort" else ""
+        lines.append(f"| {ratio} | {spread(values)} |{extra}")
+    (out / f"layout_{args.runtime}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -137,6 +137,17 @@ def test_placement_adapts_only_the_top_k_layers(k):
     assert adapter_numbers(lora)[1] == _lora(8, [(HIDDEN, HIDDEN)] * 2) * k // LAYERS
 
 
+def test_the_targets_ablation_adapts_query_and_key_only_with_as_many_numbers():
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+
+    quic, lora = ADAPTERS["quic12-qk"].build(2, seed=0), ADAPTERS["lora8-qk"].build(2, seed=0)
+    adapted = {n.split(".")[-2] for n, p in quic.named_parameters() if n.endswith("angles")}
+    lora_modules = {n.split(".")[-4] for n, p in lora.named_parameters() if "lora_" in n}
+    assert adapted == {"query", "key"} and lora_modules == {"query", "key"}
+    assert adapter_numbers(quic)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1]
+    assert adapter_numbers(lora)[1] == adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
+
+
 def test_placement_table_takes_accuracy_from_compare_runs():
     from quic_edge.bench.placement import add_accuracy, markdown, name_at
 

@@ -13,7 +13,9 @@ Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, full "p
 - depth: the first 1, 3 or 7 rounds of the circuit instead of all of them;
 - layout: the brick circuit instead of planes;
 - orthogonality: the same blocks and compounds of A = I + T, T strictly upper triangular with as many free numbers
-  as the circuit has angles (quic_edge.givens.unconstrained), so the matrix is no longer orthogonal.
+  as the circuit has angles (quic_edge.givens.unconstrained), so the matrix is no longer orthogonal;
+- targets: query/key instead of query/value (the attention scores change, the values do not), for QuIC (1,2) and,
+  so that the share of LoRA's gain compares like with like, for LoRA r8 too.
 The paper (arXiv 2502.06916, STS-B, its own encoder) reports C1 91.68, C1+C2 88.85, C1+C2+C3 88.48 and about 40 for
 sets without C1; the table puts those numbers beside ours.
 """
@@ -43,6 +45,8 @@ ROWS = (
     ("depth", "quic12-d7"),
     ("layout", "quic12-brick"),
     ("orthogonality", "quic12-free"),
+    ("targets", "quic12-qk"),
+    ("targets", "lora8-qk"),
     ("reference", "head"),
     ("reference", "lora8"),
     ("reference", "full"),

@@ -20,6 +20,7 @@ from quic_edge.state import delta_parameters
 from quic_edge.suite import SUITE
 
 TARGETS = ("query", "value")
+QUERY_KEY = ("query", "key")  # the ablation's other targets: attention's scores only, the values untouched
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
 LAYERS = 6  # MiniLM-L6's encoder layers
@@ -80,8 +81,8 @@ class AdapterSpec:
         raise ValueError(f"adapter kind: unknown {self.kind!r}")
 
 
-def quic(name: str, title: str, **config) -> AdapterSpec:
-    return AdapterSpec(name, title, "quic", ANGLE_GRID, QuICConfig(target_modules=TARGETS, **config))
+def quic(name: str, title: str, targets: tuple[str, ...] = TARGETS, **config: Any) -> AdapterSpec:
+    return AdapterSpec(name, title, "quic", ANGLE_GRID, QuICConfig(target_modules=targets, **config), targets=targets)
 
 
 # The searches: each grid starts with a rate at which the adapter barely moves (so "no better than head only" is
@@ -120,6 +121,8 @@ ABLATION_ADAPTERS = {
         quic("quic12-d3", "QuIC (1,2), depth 3", blocks=3, orders=(1, 2), depth=3),
         quic("quic12-d7", "QuIC (1,2), depth 7", blocks=3, orders=(1, 2), depth=7),
         quic("quic12-brick", "QuIC (1,2), brick layout", blocks=3, orders=(1, 2), layout="brick"),
+        quic("quic12-qk", "QuIC (1,2) on query/key", blocks=3, orders=(1, 2), targets=QUERY_KEY),
+        AdapterSpec("lora8-qk", "LoRA r8 (PEFT) on query/key", "lora", LORA_GRID, rank=LORA_RANK, targets=QUERY_KEY),
     )
 }
 ADAPTERS |= ABLATION_ADAPTERS

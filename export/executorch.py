@@ -63,7 +63,7 @@ def joint_program(model: nn.Module, example_batch: dict[str, np.ndarray], task: 
                   per_block: bool = True) -> Any:
     """The joint forward-backward ExportedProgram in core ATen ops, rewritten as `write_files` says. per_block: QuIC's
     rotation traced as one product per block and order (what bundles use); False traces the batched layout eager
-    PyTorch and ONNX Runtime run (`bmm`), for tests and benchmarks."""
+    PyTorch and ONNX Runtime run (`bmm`), for tests."""
     from torch._decomp import core_aten_decompositions
     from torch.export import export
     from torch.export.experimental import _export_forward_backward

@@ -24,7 +24,9 @@ from typing import Any
 from unittest import mock
 
 from quic_edge.bench.device_memory import export, program_file
+from quic_edge.bench.executorch_ops import op_volume
 from quic_edge.bench.memory import measure_fresh
+from quic_edge.bench.op_profile import op_profile
 
 CASES = ("lora8", "quic12-per-block", "quic12-batched")
 RATIOS = {"quic12-per-block / lora8": ("quic12-per-block", "lora8"), "quic12-batched / lora8": ("quic12-batched", "lora8"),
@@ -83,8 +85,6 @@ def main() -> int:
             steps[case].append(measured["median_step_ms"])
             line = f"round {r}: {case}: {measured['median_step_ms']:.0f} ms"
             if args.runtime == "ort":
-                from quic_edge.bench.op_profile import op_profile
-
                 profile = op_profile(work / case, work / "profiles" / case, steps=args.steps)
                 kernels[case].append(profile["kernel_ms_per_step"])
                 nodes[case] = sum(op["nodes"] for op in profile["by_op"].values())
@@ -100,8 +100,6 @@ def main() -> int:
         head = ["| case | kernel calls per step | kernel ms per step (profiler) | median step ms |", "|---|---|---|---|"]
         rows = [f"| {c} | {nodes[c]} | {ms(kernels[c])} | {ms(steps[c])} |" for c in CASES]
     else:
-        from quic_edge.bench.executorch_ops import op_volume
-
         volumes = {case: op_volume(program_file(str(work / case))) for case in CASES}
         results |= {"kernel_calls": {c: v["nodes"] for c, v in volumes.items()},
                     "mib_written": {c: v["mib_written"] for c, v in volumes.items()},

@@ -87,6 +87,15 @@ def test_both_layouts_give_the_same_angle_gradients(config):
     assert gradients[0].abs().max() > 0
 
 
+def test_the_layout_context_puts_back_the_value_it_found_even_when_nested():
+    layer = QuICLinear.from_linear(nn.Linear(24, 47), CONFIGS[0])
+    with per_block_products(layer):
+        with per_block_products(layer):
+            assert layer.per_block_products
+        assert layer.per_block_products, "the inner context must not end the outer one"
+    assert not layer.per_block_products
+
+
 def test_identity_at_initialisation():
     linear = nn.Linear(16, 30)
     layer = QuICLinear.from_linear(linear, QuICConfig(blocks=2))

@@ -148,6 +148,57 @@ def test_the_targets_ablation_adapts_query_and_key_only_with_as_many_numbers():
     assert adapter_numbers(lora)[1] == adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
 
 
+def test_the_blocks_ablation_keeps_the_angle_budget_and_the_widest_circuit_under_it():
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+    from quic_edge.config import compound_width
+    from quic_edge.layer import QuICLinear
+
+    lora = adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
+    for blocks in (1, 2, 4, 6):
+        model = ADAPTERS[f"quic12-b{blocks}"].build(2, seed=0)
+        layers = [m for m in model.modules() if isinstance(m, QuICLinear)]
+        angles = adapter_numbers(model)[1]
+        n = layers[0].n
+        assert len(layers) == 12 and {(m.config.blocks, m.n) for m in layers} == {(blocks, n)}
+        assert angles == 12 * blocks * n * (n - 1) // 2 and lora / angles >= 18
+        wider = n + 1  # one more dimension would break the budget or not fit the block
+        assert compound_width(wider, (1, 2)) > 384 // blocks or 12 * blocks * wider * n // 2 > lora / 18
+
+
+def test_the_blocks_cost_counts_the_products_the_layers_run_and_takes_accuracy_from_the_ablation():
+    from quic_edge.bench.blocks import CONFIGS, add_accuracy, markdown, rotation_macs
+    from quic_edge.bench.common import ADAPTERS
+    from quic_edge.layer import QuICLinear
+
+    for name in CONFIGS:
+        layer = next(m for m in ADAPTERS[name].build(2, seed=0).modules() if isinstance(m, QuICLinear))
+        per_block = sum(C.shape[-1] ** 2 for C in layer.compounds())  # (1, ck, ck) each, the copies share nothing
+        assert rotation_macs(name) == layer.config.blocks * per_block
+    lora = ADAPTERS["lora8"].build(2, seed=0)
+    a, b = (p for n, p in lora.named_parameters() if "layer.0.attention.self.query.lora_" in n)
+    assert rotation_macs("lora8") == a.numel() + b.numel()  # x A then (x A) B: one multiply-add per number
+    cell = {"median": 1.0, "min": 0.9, "max": 1.1, "n": 3}
+    results = {"settings": {"batch": 8, "seq_len": 64, "rounds": 3},
+               "rows": [{"adapter": name, "title": name, "blocks": 1, "n": 2, "trainable": 5, "macs_per_token": 7,
+                         "peak_rss_mib": cell, "median_step_ms": cell, "over_lora": {"peak": cell, "step": cell}}
+                        for name in ("lora8", "quic12-b6")]}
+    test = {"mean": 0.61, "std": 0.02, "n": 3}
+    add_accuracy(results, [{"rows": [{"adapter": "quic12-b6", "tasks": {"t": {"test": test, "lr": 1e-2,
+                                                                             "share_of_lora_gain": 0.5}}}]}])
+    assert "accuracy" not in results["rows"][0] and results["rows"][1]["accuracy"]["t"]["share"] == 0.5
+    assert "t 0.610 ± 0.020 (0.50)" in markdown(results)
+
+
+def test_a_cost_benchmark_names_the_results_file_it_cannot_find(tmp_path, monkeypatch, capsys):
+    from quic_edge.bench.blocks import main
+
+    monkeypatch.setattr("sys.argv", ["blocks.py", "--from-results", "--out", str(tmp_path), "--accuracy", "nope.json"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert f"no such file: nope.json, {tmp_path / 'blocks.json'}" in capsys.readouterr().err
+
+
 def test_placement_table_takes_accuracy_from_compare_runs():
     from quic_edge.bench.placement import add_accuracy, markdown, name_at
 

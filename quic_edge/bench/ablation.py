@@ -14,6 +14,9 @@ Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, full "p
 - layout: the brick circuit instead of planes;
 - orthogonality: the same blocks and compounds of A = I + T, T strictly upper triangular with as many free numbers
   as the circuit has angles (quic_edge.givens.unconstrained), so the matrix is no longer orthogonal;
+- blocks: 1, 2, 4 or 6 blocks per layer instead of 3, n the largest that fits a block and keeps the angles at most
+  4,096 (18x fewer than LoRA r8), so the angle count hardly moves while the rotation's reach and its multiply-adds
+  per token do (their cost against LoRA: benchmarks/blocks.py);
 - targets: query/key instead of query/value (the attention scores change, the values do not), for QuIC (1,2) and,
   so that the share of LoRA's gain compares like with like, for LoRA r8 too.
 The paper (arXiv 2502.06916, STS-B, its own encoder) reports C1 91.68, C1+C2 88.85, C1+C2+C3 88.48 and about 40 for
@@ -45,6 +48,10 @@ ROWS = (
     ("depth", "quic12-d7"),
     ("layout", "quic12-brick"),
     ("orthogonality", "quic12-free"),
+    ("blocks", "quic12-b1"),
+    ("blocks", "quic12-b2"),
+    ("blocks", "quic12-b4"),
+    ("blocks", "quic12-b6"),
     ("targets", "quic12-qk"),
     ("targets", "lora8-qk"),
     ("reference", "head"),

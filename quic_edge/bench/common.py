@@ -122,6 +122,13 @@ ABLATION_ADAPTERS = {
         quic("quic12-d7", "QuIC (1,2), depth 7", blocks=3, orders=(1, 2), depth=7),
         quic("quic12-brick", "QuIC (1,2), brick layout", blocks=3, orders=(1, 2), layout="brick"),
         quic("quic12-qk", "QuIC (1,2) on query/key", blocks=3, orders=(1, 2), targets=QUERY_KEY),
+        # blocks: fewer, larger blocks or more, smaller ones at about the same angles (at most 4,096, 18x fewer than
+        # LoRA r8): n is the largest that fits (or the largest under the budget), so the rotation's reach and its
+        # multiply-adds per token change, the angle count hardly does
+        quic("quic12-b1", "QuIC (1,2), 1 block, n=26", blocks=1, orders=(1, 2), n=26),
+        quic("quic12-b2", "QuIC (1,2), 2 blocks, n=18", blocks=2, orders=(1, 2), n=18),
+        quic("quic12-b4", "QuIC (1,2), 4 blocks, n=13", blocks=4, orders=(1, 2)),
+        quic("quic12-b6", "QuIC (1,2), 6 blocks, n=10", blocks=6, orders=(1, 2)),
         AdapterSpec("lora8-qk", "LoRA r8 (PEFT) on query/key", "lora", LORA_GRID, rank=LORA_RANK, targets=QUERY_KEY),
     )
 }

@@ -26,6 +26,7 @@ import json
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,55 @@ def profile_table(profiles: dict[str, Any], per_bundle: int = 8) -> list[str]:
 
 def range_text(s: dict[str, float], spec: str) -> str:
     return f"{s['median']:{spec}} ({s['min']:{spec}}-{s['max']:{spec}})"
+
+
+def measure_alternating(names: list[str], rounds: int, root: Path, progress: bool = True) -> dict[str, list[dict]]:
+    """Each adapter's ONNX Runtime bundle measured as `device_memory` measures it (recompute rewrite, CPU arena on), in a
+    fresh process per round, the rounds in rotated order: adapter -> one measurement per round."""
+    bundles = {a: export(a, "ort", root / f"ort-{a}") for a in names}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for adapter in order:
+            measured = measure_fresh(bundles[adapter]["bundle"], root / "work" / adapter, STEPS, cpu_arena=True)
+            runs.setdefault(adapter, []).append(measured)
+            if progress:
+                print(f"round {r}: {adapter}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
+    return runs
+
+
+def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict[str, Any]],
+                 markdown: Callable[[dict[str, Any]], str], plot: Callable[[dict[str, Any], Path], None],
+                 add_accuracy: Callable[[dict[str, Any], list[dict[str, Any]]], None], accuracy_help: str) -> None:
+    """The command line of a cost benchmark that measures bundles (`run(rounds, work folder)`) and puts accuracy from
+    other runs' JSONs beside them: writes {stem}.{json,md,png} to --out; --from-results only redoes table and plot."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results", help="results folder")
+    parser.add_argument("--work", default=work, help="scratch folder for bundles")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per case (default 3)")
+    parser.add_argument("--accuracy", nargs="+", help=accuracy_help)
+    parser.add_argument("--from-results", action="store_true",
+                        help=f"do not measure: read {stem}.json from --out and only add --accuracy, table and plot")
+    args = parser.parse_args()
+    out = Path(args.out)
+    missing = [p for p in [*(args.accuracy or []), *([out / f"{stem}.json"] if args.from_results else [])]
+               if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(map(str, missing))} (--from-results reads {stem}.json from --out; "
+                     "--accuracy takes result JSONs)")
+    if args.from_results:
+        results = json.loads((out / f"{stem}.json").read_text())
+    else:
+        root = Path(args.work)
+        shutil.rmtree(root, ignore_errors=True)
+        results = run(args.rounds, root)
+    if args.accuracy:
+        add_accuracy(results, [json.loads(Path(p).read_text()) for p in args.accuracy])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    (out / f"{stem}.md").write_text(markdown(results))
+    plot(results, out / f"{stem}.png")
+    print(markdown(results))
 
 
 def main() -> None:

@@ -13,15 +13,11 @@ chose on validation) and puts its test accuracy beside the cost. Writes placemen
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import LAYERS, PLACEMENT_K
-from quic_edge.bench.device_memory import STEPS, export, peak, plot_spread, range_text, spread
-from quic_edge.bench.memory import measure_fresh
+from quic_edge.bench.device_memory import STEPS, cost_command, measure_alternating, peak, plot_spread, range_text, spread
 
 FAMILIES = ("quic12", "lora8")
 
@@ -34,15 +30,7 @@ def name_at(family: str, k: int) -> str:
 def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
     ks = (0, *PLACEMENT_K, LAYERS)
     names = list(dict.fromkeys(name_at(f, k) for k in ks for f in FAMILIES))
-    bundles = {a: export(a, "ort", root / f"ort-{a}") for a in names}
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for adapter in order:
-            measured = measure_fresh(bundles[adapter]["bundle"], root / "work" / adapter, STEPS, cpu_arena=True)
-            runs.setdefault(adapter, []).append(measured)
-            if progress:
-                print(f"round {r}: {adapter}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
+    runs = measure_alternating(names, rounds, root, progress)
     rows = []
     for k in ks:
         row: dict[str, Any] = {"k": k}
@@ -119,25 +107,6 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results", help="results folder")
-    parser.add_argument("--work", default="runs/bench-placement-memory", help="scratch folder for bundles")
-    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per case (default 3)")
-    parser.add_argument("--accuracy", nargs="+", help="JSONs of `bench compare --json` runs over the placements")
-    parser.add_argument("--from-results", action="store_true",
-                        help="do not measure: read placement.json from --out and only add --accuracy, table and plot")
-    args = parser.parse_args()
-    out = Path(args.out)
-    if args.from_results:
-        results = json.loads((out / "placement.json").read_text())
-    else:
-        root = Path(args.work)
-        shutil.rmtree(root, ignore_errors=True)
-        results = run(args.rounds, root)
-    if args.accuracy:
-        add_accuracy(results, [json.loads(Path(p).read_text()) for p in args.accuracy])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "placement.json").write_text(json.dumps(results, indent=2))
-    (out / "placement.md").write_text(markdown(results))
-    plot(results, out / "placement.png")
-    print(markdown(results))
+    cost_command(__doc__, "placement", "runs/bench-placement-memory", run, markdown, plot,
+                 add_accuracy,
+                 "JSONs of `bench compare --json` runs over the placements")

@@ -118,9 +118,10 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
     s, rows = summary["settings"], summary["rows"]
     tasks = s["tasks"]
     lines = [
-        "# The paper's ablation on the suite: orders, circuit depth, layout, orthogonality, targets",
+        "# The paper's ablation on the suite: orders, circuit depth, layout, orthogonality, blocks, targets",
         "",
-        f"Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, the full planes circuit), trained as "
+        f"Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, the full planes circuit; the blocks "
+        f"group changes the block count and with it n, at about the same angles), trained as "
         f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value, ONNX Runtime device loop, AdamW, batch "
         f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples; its own rate "
         f"chosen on {s['n_val']} validation examples (seed {s['seeds'][0]}), the head at head-only's rate; "
@@ -146,7 +147,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
 
 
 def plot_ablation(summary: dict[str, Any], path: Path) -> None:
-    markers = {"orders": "o", "depth": "s", "layout": "^", "orthogonality": "D", "targets": "v", "reference": "x"}
+    markers = {"orders": "o", "depth": "s", "layout": "^", "orthogonality": "D", "blocks": "P", "targets": "v", "reference": "x"}
     rows = summary["rows"]
     accuracy_panels([(r["title"], r["adapter_numbers"], {t: a["test"] for t, a in r["tasks"].items()}) for r in rows],
                     summary["settings"]["tasks"], "trained adapter numbers (log; head only drawn at 1)", path,

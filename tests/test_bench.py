@@ -179,14 +179,15 @@ def test_the_blocks_cost_counts_the_products_the_layers_run_and_takes_accuracy_f
     assert rotation_macs("lora8") == a.numel() + b.numel()  # x A then (x A) B: one multiply-add per number
     cell = {"median": 1.0, "min": 0.9, "max": 1.1, "n": 3}
     results = {"settings": {"batch": 8, "seq_len": 64, "rounds": 3},
-               "rows": [{"adapter": name, "title": name, "blocks": 1, "n": 2, "trainable": 5, "macs_per_token": 7,
-                         "peak_rss_mib": cell, "median_step_ms": cell, "over_lora": {"peak": cell, "step": cell}}
+               "rows": [{"runtime": "ort", "adapter": name, "title": name, "blocks": 1, "n": 2, "trainable": 5,
+                         "macs_per_token": 7, "peak_rss_mib": cell, "median_step_ms": cell,
+                         "over_lora": {"peak": cell, "step": cell}}
                         for name in ("lora8", "quic12-b6")]}
     test = {"mean": 0.61, "std": 0.02, "n": 3}
     add_accuracy(results, [{"rows": [{"adapter": "quic12-b6", "tasks": {"t": {"test": test, "lr": 1e-2,
                                                                              "share_of_lora_gain": 0.5}}}]}])
     assert "accuracy" not in results["rows"][0] and results["rows"][1]["accuracy"]["t"]["share"] == 0.5
-    assert "t 0.610 ± 0.020 (0.50)" in markdown(results)
+    assert "| ONNX Runtime | quic12-b6 |" in markdown(results) and "t 0.610 ± 0.020 (0.50)" in markdown(results)
 
 
 def test_a_cost_benchmark_names_the_results_file_it_cannot_find(tmp_path, monkeypatch, capsys):

@@ -5,10 +5,11 @@
 With the angles held near 3,800 (at most 4,096, 18x fewer than LoRA r8's 73,728), fewer, larger blocks reach further
 across the features but pay more multiply-adds per token: a block's rotation costs sum over k of C(n, k)^2 per token
 (QuIC (1,2), 3 blocks of n = 15: 3 x (15^2 + 105^2) = 33,750; LoRA r8 on a 384-wide layer: 2 x 384 x 8 = 6,144).
-Each configuration and LoRA r8 are measured on the ONNX Runtime device loop exactly as `device_memory` measures them
-(MiniLM, batch 8 x 64, AdamW, the recompute rewrite, CPU arena on; fresh processes, rounds in rotated order; median and
-min-max; ratios to LoRA r8 taken within each round). `--accuracy` takes ablation JSONs (`bench ablation`, which
-trains the blocks group) and puts each configuration's test accuracy and share of LoRA's gain beside its cost.
+Each configuration and LoRA r8 are measured on the ONNX Runtime and ExecuTorch device loops exactly as `device_memory`
+measures them (MiniLM, batch 8 x 64, AdamW, the recompute rewrite, ORT's CPU arena on; fresh processes, rounds in
+rotated order; median and min-max; ratios to LoRA r8 taken within each round and runtime). `--accuracy` takes
+ablation JSONs (`bench ablation`, which trains the blocks group) and puts each configuration's test accuracy and share
+of LoRA's gain beside its cost.
 Writes blocks.{json,md,png}.
 """
 
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import ADAPTERS
-from quic_edge.bench.device_memory import STEPS, cost_command, measure_alternating, peak, range_text, spread
+from quic_edge.bench.device_memory import ET_STEPS, STEPS, cost_command, measure_alternating, peak, range_text, spread
 
 CONFIGS = ("quic12-b1", "quic12-b2", "quic12", "quic12-b4", "quic12-b6")
 BASELINE = "lora8"
 HIDDEN = 384  # MiniLM's query/value width
-LORA_RANK = ADAPTERS[BASELINE].rank
+RUNTIMES = ("ort", "executorch")
+RUNTIME_NAMES = {"ort": "ONNX Runtime", "executorch": "ExecuTorch"}
 
 
 def rotation_macs(adapter: str) -> int:
@@ -39,21 +41,24 @@ def rotation_macs(adapter: str) -> int:
 
 def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
     names = [BASELINE, *CONFIGS]
-    runs = measure_alternating(names, rounds, root, progress)
     rows = []
-    for name in names:
-        ms, lora = runs[name], runs[BASELINE]
-        spec = ADAPTERS[name]
-        rows.append({"adapter": name, "title": spec.title, "blocks": spec.config.blocks if spec.config else 0,
-                     "n": spec.config.block_dim(HIDDEN) if spec.config else 0,
-                     "trainable": ms[-1]["trainable_numbers"], "macs_per_token": rotation_macs(name),
-                     "peak_rss_mib": spread([peak(m) for m in ms]),
-                     "median_step_ms": spread([m["median_step_ms"] for m in ms]),
-                     "over_lora": {"peak": spread([peak(m) / peak(lo) for m, lo in zip(ms, lora, strict=True)]),
-                                   "step": spread([m["median_step_ms"] / lo["median_step_ms"]
-                                                   for m, lo in zip(ms, lora, strict=True)])}})
-    return {"settings": {"model": "minilm", "batch": 8, "seq_len": 64, "steps": STEPS, "rounds": rounds,
-                         "optimizer": "adamw", "arena": "on", "recompute": True}, "rows": rows}
+    for runtime in RUNTIMES:
+        runs = measure_alternating(names, rounds, root, progress, runtime)
+        lora = runs[BASELINE]
+        for name in names:
+            ms, spec = runs[name], ADAPTERS[name]
+            rows.append({"runtime": runtime, "adapter": name, "title": spec.title,
+                         "blocks": spec.config.blocks if spec.config else 0,
+                         "n": spec.config.block_dim(HIDDEN) if spec.config else 0,
+                         "trainable": ms[-1]["trainable_numbers"], "macs_per_token": rotation_macs(name),
+                         "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib"),
+                         "peak_rss_mib": spread([peak(m) for m in ms]),
+                         "median_step_ms": spread([m["median_step_ms"] for m in ms]),
+                         "over_lora": {"peak": spread([peak(m) / peak(lo) for m, lo in zip(ms, lora, strict=True)]),
+                                       "step": spread([m["median_step_ms"] / lo["median_step_ms"]
+                                                       for m, lo in zip(ms, lora, strict=True)])}})
+    return {"settings": {"model": "minilm", "batch": 8, "seq_len": 64, "steps": {"ort": STEPS, "executorch": ET_STEPS},
+                         "rounds": rounds, "optimizer": "adamw", "arena": "on", "recompute": True}, "rows": rows}
 
 
 def add_accuracy(results: dict[str, Any], ablations: list[dict[str, Any]]) -> None:
@@ -69,20 +74,20 @@ def add_accuracy(results: dict[str, Any], ablations: list[dict[str, Any]]) -> No
 
 def markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
-    lines = [f"MiniLM, batch {s['batch']} x {s['seq_len']}, AdamW, ONNX Runtime device loop, {s['rounds']} rounds of fresh "
-             "processes (median, min-max; ratios to LoRA r8 within each round). Multiply-adds: per token and adapted "
-             "layer, forward.", "",
-             "| adapter | blocks | n | trainable | multiply-adds / token | peak MiB | peak / LoRA | step ms | "
-             "step / LoRA | test accuracy (share of LoRA's gain) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"MiniLM, batch {s['batch']} x {s['seq_len']}, AdamW, the device loops, {s['rounds']} rounds of fresh processes "
+             "(median, min-max; ratios to LoRA r8 within each round and runtime). Multiply-adds: of the adapter's "
+             "forward product, per token and adapted layer. Accuracy: the ablation's runs (3 seeds).", "",
+             "| runtime | adapter | blocks | n | trainable | multiply-adds / token | peak MiB | peak / LoRA | step ms | "
+             "step / LoRA | test accuracy (share of LoRA's gain) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         ratio = row["over_lora"]
         accuracy = "; ".join(f"{task} {a['mean']:.3f} ± {a['std']:.3f}" + ("" if a["share"] is None else
                                                                           f" ({a['share']:.2f})")
                              for task, a in row.get("accuracy", {}).items()) or "-"
-        lines.append(f"| {row['title']} | {row['blocks'] or '-'} | {row['n'] or '-'} | {row['trainable']:,} | "
-                     f"{row['macs_per_token']:,} | {range_text(row['peak_rss_mib'], '.1f')} | "
-                     f"{range_text(ratio['peak'], '.3f')} | {range_text(row['median_step_ms'], '.0f')} | "
-                     f"{range_text(ratio['step'], '.2f')} | {accuracy} |")
+        cells = [RUNTIME_NAMES[row["runtime"]], row["title"], row["blocks"] or "-", row["n"] or "-", f"{row['trainable']:,}",
+                 f"{row['macs_per_token']:,}", range_text(row["peak_rss_mib"], ".1f"), range_text(ratio["peak"], ".3f"),
+                 range_text(row["median_step_ms"], ".0f"), range_text(ratio["step"], ".2f"), accuracy]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,17 +98,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     for row in results["rows"]:
-        for task, a in row.get("accuracy", {}).items():
+        for a in row.get("accuracy", {}).values():
             step = row["over_lora"]["step"]
             ax.errorbar([step["median"]], [a["mean"]], yerr=[a["std"]],
-                        xerr=[[step["median"] - step["min"]], [step["max"] - step["median"]]], marker="o", capsize=3)
-            ax.annotate(f"{row['title']} ({task})", (step["median"], a["mean"]), textcoords="offset points",
-                        xytext=(5, 5), fontsize=7)
+                        xerr=[[step["median"] - step["min"]], [step["max"] - step["median"]]],
+                        marker="o" if row["runtime"] == "ort" else "s", capsize=3,
+                        color=f"C{CONFIGS.index(row['adapter']) if row['adapter'] in CONFIGS else len(CONFIGS)}")
+            ax.annotate(f"{row['title']}, {RUNTIME_NAMES[row['runtime']]}", (step["median"], a["mean"]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=6)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("median step / LoRA r8's (ONNX Runtime, 8 x 64)")
-    ax.set_ylabel("test accuracy (3 seeds)")
+    ax.set_xlabel("median step / LoRA r8's, 8 x 64 (circles: ONNX Runtime, squares: ExecuTorch)")
+    ax.set_ylabel(f"test accuracy, {', '.join(sorted({t for r in results['rows'] for t in r.get('accuracy', {})}))}")
     ax.set_title("QuIC (1,2) block count at about 3,800 angles: cost against accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -196,18 +196,21 @@ def range_text(s: dict[str, float], spec: str) -> str:
     return f"{s['median']:{spec}} ({s['min']:{spec}}-{s['max']:{spec}})"
 
 
-def measure_alternating(names: list[str], rounds: int, root: Path, progress: bool = True) -> dict[str, list[dict]]:
-    """Each adapter's ONNX Runtime bundle measured as `device_memory` measures it (recompute rewrite, CPU arena on), in a
-    fresh process per round, the rounds in rotated order: adapter -> one measurement per round."""
-    bundles = {a: export(a, "ort", root / f"ort-{a}") for a in names}
+def measure_alternating(names: list[str], rounds: int, root: Path, progress: bool = True,
+                        runtime: str = "ort") -> dict[str, list[dict]]:
+    """Each adapter's bundle for `runtime` measured as `device_memory` measures it (recompute rewrite, ONNX Runtime's CPU
+    arena on), in a fresh process per round, the rounds in rotated order: adapter -> one measurement per round."""
+    bundles = {a: export(a, runtime, root / f"{runtime}-{a}") for a in names}
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for adapter in order:
-            measured = measure_fresh(bundles[adapter]["bundle"], root / "work" / adapter, STEPS, cpu_arena=True)
+            measured = measure_fresh(bundles[adapter]["bundle"], root / "work" / f"{runtime}-{adapter}",
+                                     STEPS if runtime == "ort" else ET_STEPS, cpu_arena=True)
             runs.setdefault(adapter, []).append(measured)
             if progress:
-                print(f"round {r}: {adapter}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
+                print(f"round {r}: {runtime} {adapter}: peak {peak(measured):.1f} MiB, "
+                      f"{measured['median_step_ms']:.0f} ms", flush=True)
     return runs
 
 

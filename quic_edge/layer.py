@@ -147,9 +147,9 @@ class QuICLinear(nn.Module):
 def per_block_products(model: nn.Module) -> Iterator[None]:
     """Every QuIC layer of `model` rotates with one 2-D product per block and order while this is active (the values
     are the same). ExecuTorch's portable kernels copy for every layout op, and without the batched layout's transposes
-    a MiniLM QuIC (1,2) training step there is 5 to 9 % faster; ONNX Runtime pays per graph node instead, and this
-    layout's 1.4x more nodes cost it more kernel time than the transposes (README, "Three ways to apply the
-    rotation")."""
+    a MiniLM QuIC (1,2) training step there is 5 to 14 % faster (three runs); ONNX Runtime pays per graph node instead,
+    and there this layout's 1.4x more nodes gain nothing (1.01-1.06x the batched step in two runs; README, "Three ways
+    to apply the rotation")."""
     layers = {m: m.per_block_products for m in model.modules() if isinstance(m, QuICLinear)}
     for layer in layers:
         layer.per_block_products = True

@@ -98,16 +98,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    names = list(dict.fromkeys(row["adapter"] for row in results["rows"]))
     for row in results["rows"]:
+        step, color = row["over_lora"]["step"], f"C{names.index(row['adapter'])}"
         for a in row.get("accuracy", {}).values():
-            step = row["over_lora"]["step"]
             ax.errorbar([step["median"]], [a["mean"]], yerr=[a["std"]],
                         xerr=[[step["median"] - step["min"]], [step["max"] - step["median"]]],
-                        marker="o" if row["runtime"] == "ort" else "s", capsize=3,
-                        color=f"C{CONFIGS.index(row['adapter']) if row['adapter'] in CONFIGS else len(CONFIGS)}")
-            ax.annotate(f"{row['title']}, {RUNTIME_NAMES[row['runtime']]}", (step["median"], a["mean"]),
-                        textcoords="offset points", xytext=(5, 5), fontsize=6)
+                        marker="o" if row["runtime"] == "ort" else "s", capsize=3, color=color, alpha=0.8,
+                        label=row["title"] if row["runtime"] == RUNTIMES[0] else None)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("median step / LoRA r8's, 8 x 64 (circles: ONNX Runtime, squares: ExecuTorch)")
     ax.set_ylabel(f"test accuracy, {', '.join(sorted({t for r in results['rows'] for t in r.get('accuracy', {})}))}")

@@ -119,6 +119,5 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    cost_command(__doc__, "blocks", "runs/bench-blocks-cost", run, markdown, plot,
-                 add_accuracy,
+    cost_command(__doc__, "blocks", "runs/bench-blocks-cost", run, markdown, plot, add_accuracy,
                  "JSONs of `bench ablation` runs that trained the blocks group (a later file's figures win)")

@@ -107,6 +107,5 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    cost_command(__doc__, "placement", "runs/bench-placement-memory", run, markdown, plot,
-                 add_accuracy,
+    cost_command(__doc__, "placement", "runs/bench-placement-memory", run, markdown, plot, add_accuracy,
                  "JSONs of `bench compare --json` runs over the placements")

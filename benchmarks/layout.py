@@ -60,6 +60,11 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
+def per_round(values: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each of RATIOS, case over case within each round."""
+    return {name: [a / b for a, b in zip(values[x], values[y], strict=True)] for name, (x, y) in RATIOS.items()}
+
+
 def ms(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
@@ -93,14 +98,12 @@ def main() -> int:
                 nodes[case] = sum(op["nodes"] for op in profile["by_op"].values())
                 line += f", kernels {profile['kernel_ms_per_step']:.0f} ms"
             print(line, flush=True)
-    ratios = {name: [a / b for a, b in zip(steps[x], steps[y], strict=True)] for name, (x, y) in RATIOS.items()}
-    fastest_ratios = {name: [a / b for a, b in zip(fastest[x], fastest[y], strict=True)] for name, (x, y) in RATIOS.items()}
+    ratios, fastest_ratios = per_round(steps), per_round(fastest)
     results: dict[str, Any] = {"runtime": args.runtime, "rounds": args.rounds, "steps": args.steps, "step_ms": steps,
                                "ratios": ratios, "fastest_step_ms": fastest, "fastest_ratios": fastest_ratios}
     if profile_kernels:
         results |= {"kernel_ms_per_step": kernels, "kernel_calls": nodes,
-                    "kernel_ratios": {name: [a / b for a, b in zip(kernels[x], kernels[y], strict=True)]
-                                      for name, (x, y) in RATIOS.items()}}
+                    "kernel_ratios": per_round(kernels)}
         head = ["| case | kernel calls per step | kernel ms per step (profiler) | median step ms | fastest step ms |",
                 "|---|---|---|---|---|"]
         rows = [f"| {c} | {nodes[c]} | {ms(kernels[c])} | {ms(steps[c])} | {ms(fastest[c])} |" for c in CASES]

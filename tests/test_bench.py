@@ -190,7 +190,23 @@ def test_the_blocks_cost_counts_the_products_the_layers_run_and_takes_accuracy_f
     assert "| ONNX Runtime | quic12-b6 |" in markdown(results) and "t 0.610 ± 0.020 (0.50)" in markdown(results)
 
 
-def test_a_cost_benchmark_names_the_results_file_it_cannot_find(tmp_path, monkeypatch, capsys):
+def test_cost_ratios_are_taken_round_by_round_not_of_the_medians():
+    from quic_edge.bench.device_memory import cost_cells, ratios_within_rounds
+
+    def run(peaks: dict[str, float], step: float) -> dict:
+        return {"peak_rss_mib": peaks, "median_step_ms": step, "trainable_numbers": 7}
+
+    mine = [run({"load": 90, "steady": 100}, 30), run({"load": 120, "steady": 110}, 10)]
+    theirs = [run({"load": 200, "steady": 150}, 20), run({"load": 80, "steady": 100}, 40)]
+    ratios = ratios_within_rounds(mine, theirs)
+    # peaks (max over phases) 100 / 200 and 120 / 100; the medians' ratio would be 110 / 150
+    assert ratios["peak"] == {"median": 0.85, "min": 0.5, "max": 1.2, "n": 2}
+    assert ratios["step"] == {"median": 0.875, "min": 0.25, "max": 1.5, "n": 2}
+    assert cost_cells(mine) == {"trainable": 7, "peak_rss_mib": {"median": 110, "min": 100, "max": 120, "n": 2},
+                                "median_step_ms": {"median": 20, "min": 10, "max": 30, "n": 2}}
+
+
+def test_a_cost_benchmark_names_the_results_file_it_cannot_find_or_read(tmp_path, monkeypatch, capsys):
     from quic_edge.bench.blocks import main
 
     monkeypatch.setattr("sys.argv", ["blocks.py", "--from-results", "--out", str(tmp_path), "--accuracy", "nope.json"])
@@ -198,6 +214,11 @@ def test_a_cost_benchmark_names_the_results_file_it_cannot_find(tmp_path, monkey
         main()
     assert exit_.value.code == 2
     assert f"no such file: nope.json, {tmp_path / 'blocks.json'}" in capsys.readouterr().err
+    (tmp_path / "blocks.json").write_text("{ half a results file")
+    monkeypatch.setattr("sys.argv", ["blocks.py", "--from-results", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and f"{tmp_path / 'blocks.json'}: not a JSON results file" in capsys.readouterr().err
 
 
 def test_placement_table_takes_accuracy_from_compare_runs():

@@ -19,12 +19,20 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from quic_edge.bench.ablation import HIDDEN
 from quic_edge.bench.common import ADAPTERS
-from quic_edge.bench.device_memory import ET_STEPS, STEPS, cost_command, measure_alternating, peak, range_text, spread
+from quic_edge.bench.device_memory import (
+    ET_STEPS,
+    STEPS,
+    cost_cells,
+    cost_command,
+    measure_alternating,
+    range_text,
+    ratios_within_rounds,
+)
 
 CONFIGS = ("quic12-b1", "quic12-b2", "quic12", "quic12-b4", "quic12-b6")
 BASELINE = "lora8"
-HIDDEN = 384  # MiniLM's query/value width
 RUNTIMES = ("ort", "executorch")
 RUNTIME_NAMES = {"ort": "ONNX Runtime", "executorch": "ExecuTorch"}
 
@@ -50,13 +58,9 @@ def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
             rows.append({"runtime": runtime, "adapter": name, "title": spec.title,
                          "blocks": spec.config.blocks if spec.config else 0,
                          "n": spec.config.block_dim(HIDDEN) if spec.config else 0,
-                         "trainable": ms[-1]["trainable_numbers"], "macs_per_token": rotation_macs(name),
+                         "macs_per_token": rotation_macs(name), **cost_cells(ms),
                          "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib"),
-                         "peak_rss_mib": spread([peak(m) for m in ms]),
-                         "median_step_ms": spread([m["median_step_ms"] for m in ms]),
-                         "over_lora": {"peak": spread([peak(m) / peak(lo) for m, lo in zip(ms, lora, strict=True)]),
-                                       "step": spread([m["median_step_ms"] / lo["median_step_ms"]
-                                                       for m, lo in zip(ms, lora, strict=True)])}})
+                         "over_lora": ratios_within_rounds(ms, lora)})
     return {"settings": {"model": "minilm", "batch": 8, "seq_len": 64, "steps": {"ort": STEPS, "executorch": ET_STEPS},
                          "rounds": rounds, "optimizer": "adamw", "arena": "on", "recompute": True}, "rows": rows}
 

@@ -69,6 +69,19 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def cost_cells(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's rounds as table cells: trainable numbers, peak RSS and median step (median, min-max over rounds)."""
+    return {"trainable": measured[-1]["trainable_numbers"], "peak_rss_mib": spread([peak(m) for m in measured]),
+            "median_step_ms": spread([m["median_step_ms"] for m in measured])}
+
+
+def ratios_within_rounds(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Peak RSS and median step of one case over another's, taken round by round (the rounds alternate the cases)."""
+    pairs = list(zip(mine, theirs, strict=True))
+    return {"peak": spread([peak(m) / peak(t) for m, t in pairs]),
+            "step": spread([m["median_step_ms"] / t["median_step_ms"] for m, t in pairs])}
+
+
 def plot_spread(ax: Any, x: list[float], cells: list[dict[str, float]], label: str) -> None:
     """Medians of `spread` cells against x on a matplotlib axis, error bars from min to max."""
     mid = [c["median"] for c in cells]
@@ -118,9 +131,7 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
             runs.setdefault(key, []).append(measured)
             if progress:
                 print(f"round {r}: {key}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
-    summary = {key: {"peak_rss_mib": spread([peak(m) for m in ms]), "median_step_ms": spread([m["median_step_ms"]
-                                                                                               for m in ms]),
-                     "phases_last_round": ms[-1]["peak_rss_mib"], "trainable": ms[-1]["trainable_numbers"],
+    summary = {key: {**cost_cells(ms), "phases_last_round": ms[-1]["peak_rss_mib"],
                      "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib")} for key, ms in runs.items()}
     ratios = {}
     for adapter, runtime, recompute, arena in cases:
@@ -128,8 +139,7 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
         if lora in runs:
             mine, theirs = runs[key], runs[lora]
             ratios[key] = {
-                "peak": spread([peak(m) / peak(lo) for m, lo in zip(mine, theirs, strict=True)]),
-                "step": spread([m["median_step_ms"] / lo["median_step_ms"] for m, lo in zip(mine, theirs, strict=True)]),
+                **ratios_within_rounds(mine, theirs),
                 "planned": (None if mine[-1]["runtime_memory"].get("planned_total_mib") is None else
                             mine[-1]["runtime_memory"]["planned_total_mib"]
                             / theirs[-1]["runtime_memory"]["planned_total_mib"])}
@@ -233,14 +243,21 @@ def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict
     if missing:
         parser.error(f"no such file: {', '.join(map(str, missing))} (--from-results reads {stem}.json from --out; "
                      "--accuracy takes result JSONs)")
+
+    def read(path: str | Path) -> Any:
+        try:
+            return json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            parser.error(f"{path}: not a JSON results file ({error})")
+
     if args.from_results:
-        results = json.loads((out / f"{stem}.json").read_text())
+        results = read(out / f"{stem}.json")
     else:
         root = Path(args.work)
         shutil.rmtree(root, ignore_errors=True)
         results = run(args.rounds, root)
     if args.accuracy:
-        add_accuracy(results, [json.loads(Path(p).read_text()) for p in args.accuracy])
+        add_accuracy(results, [read(p) for p in args.accuracy])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
     (out / f"{stem}.md").write_text(markdown(results))

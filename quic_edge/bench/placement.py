@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import LAYERS, PLACEMENT_K
-from quic_edge.bench.device_memory import STEPS, cost_command, measure_alternating, peak, plot_spread, range_text, spread
+from quic_edge.bench.device_memory import (
+    STEPS,
+    cost_cells,
+    cost_command,
+    measure_alternating,
+    plot_spread,
+    range_text,
+    ratios_within_rounds,
+)
 
 FAMILIES = ("quic12", "lora8")
 
@@ -35,14 +43,8 @@ def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
     for k in ks:
         row: dict[str, Any] = {"k": k}
         for family in FAMILIES:
-            ms = runs[name_at(family, k)]
-            row[family] = {"adapter": name_at(family, k), "trainable": ms[-1]["trainable_numbers"],
-                           "peak_rss_mib": spread([peak(m) for m in ms]),
-                           "median_step_ms": spread([m["median_step_ms"] for m in ms])}
-        quic, lora = runs[name_at("quic12", k)], runs[name_at("lora8", k)]
-        row["quic_over_lora"] = {
-            "peak": spread([peak(q) / peak(lo) for q, lo in zip(quic, lora, strict=True)]),
-            "step": spread([q["median_step_ms"] / lo["median_step_ms"] for q, lo in zip(quic, lora, strict=True)])}
+            row[family] = {"adapter": name_at(family, k), **cost_cells(runs[name_at(family, k)])}
+        row["quic_over_lora"] = ratios_within_rounds(runs[name_at("quic12", k)], runs[name_at("lora8", k)])
         rows.append(row)
     return {"settings": {"model": "minilm", "batch": 8, "seq_len": 64, "steps": STEPS, "rounds": rounds,
                          "optimizer": "adamw", "arena": "on", "recompute": True}, "rows": rows}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from quic_edge.bench.common import ADAPTERS
-from quic_edge.bench.device_memory import STEPS, export, peak, plot_spread, range_text, spread
+from quic_edge.bench.device_memory import STEPS, cost_cells, export, peak, plot_spread, range_text, ratios_within_rounds
 from quic_edge.bench.memory import measure_fresh
 
 SWEPT = ("head", "lora8", "quic12", "full")
@@ -57,14 +57,9 @@ def run(rounds: int, root: Path, shapes: tuple[tuple[int, int], ...] = SHAPES, a
     for b, s in shapes:
         row: dict[str, Any] = {"batch": b, "seq_len": s, "tokens": b * s}
         for a in adapters:
-            ms = runs[a, b, s]
-            row[a] = {"trainable": ms[-1]["trainable_numbers"], "peak_rss_mib": spread([peak(m) for m in ms]),
-                      "median_step_ms": spread([m["median_step_ms"] for m in ms])}
+            row[a] = cost_cells(runs[a, b, s])
         if "quic12" in adapters and "lora8" in adapters:
-            quic, lora = runs["quic12", b, s], runs["lora8", b, s]
-            row["quic_over_lora"] = {
-                "peak": spread([peak(q) / peak(lo) for q, lo in zip(quic, lora, strict=True)]),
-                "step": spread([q["median_step_ms"] / lo["median_step_ms"] for q, lo in zip(quic, lora, strict=True)])}
+            row["quic_over_lora"] = ratios_within_rounds(runs["quic12", b, s], runs["lora8", b, s])
         rows.append(row)
     return {"settings": {"model": "minilm", "steps": STEPS, "rounds": rounds, "optimizer": "adamw", "arena": "on",
                          "recompute": True, "adapters": list(adapters)}, "rows": rows}

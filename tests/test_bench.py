@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from math import comb
+from pathlib import Path
 
 import pytest
 
 from quic_edge.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS, HIDDEN, FFN = 6, 384, 1536
 
@@ -219,6 +222,31 @@ def test_a_cost_benchmark_names_the_results_file_it_cannot_find_or_read(tmp_path
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and f"{tmp_path / 'blocks.json'}: not a JSON results file" in capsys.readouterr().err
+
+
+def test_a_cost_benchmark_names_a_results_file_of_the_wrong_kind_and_keeps_its_measurements(tmp_path, monkeypatch,
+                                                                                            capsys):
+    from quic_edge.bench import blocks
+
+    committed = json.loads((ROOT / "benchmarks" / "results" / "blocks.json").read_text())
+    measured = {"settings": committed["settings"],
+                "rows": [{k: v for k, v in row.items() if k != "accuracy"} for row in committed["rows"][:2]]}
+    wrong = tmp_path / "compare.json"  # valid JSON, but a `bench compare` summary, not an ablation
+    wrong.write_text(json.dumps({"adapters": {"quic12": {"tasks": {}}}}))
+    (tmp_path / "blocks.json").write_text(json.dumps({"rows": "not rows"}))
+    monkeypatch.setattr("sys.argv", ["blocks.py", "--from-results", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        blocks.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{tmp_path / 'blocks.json'}: not a blocks results file" in err
+    monkeypatch.setattr(blocks, "run", lambda rounds, root: json.loads(json.dumps(measured)))
+    monkeypatch.setattr("sys.argv", ["blocks.py", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+                                     "--accuracy", str(wrong)])
+    with pytest.raises(SystemExit) as exit_:
+        blocks.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{wrong}: not a results file --accuracy takes" in err and "KeyError" in err
+    assert json.loads((tmp_path / "out" / "blocks.json").read_text()) == measured  # the measurements are kept
 
 
 def test_placement_table_takes_accuracy_from_compare_runs():

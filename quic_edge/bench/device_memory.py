@@ -250,19 +250,31 @@ def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             parser.error(f"{path}: not a JSON results file ({error})")
 
+    def of_kind(path: str | Path, use: Callable[[], Any], kind: str) -> Any:
+        try:
+            return use()
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+            parser.error(f"{path}: not {kind} ({type(error).__name__}: {error})")
+
+    accuracies = [(p, read(p)) for p in args.accuracy or []]
     if args.from_results:
         results = read(out / f"{stem}.json")
+        of_kind(out / f"{stem}.json", lambda: markdown(results), f"a {stem} results file this benchmark wrote")
     else:
         root = Path(args.work)
         shutil.rmtree(root, ignore_errors=True)
         results = run(args.rounds, root)
-    if args.accuracy:
-        add_accuracy(results, [read(p) for p in args.accuracy])
-    out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)  # the measurements first: a bad --accuracy file must not lose them
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    for path, accuracy in accuracies:  # one file at a time, so an error names it; a later file's figures win
+        of_kind(path, lambda accuracy=accuracy: (add_accuracy(results, [accuracy]), markdown(results)),
+                f"a results file --accuracy takes ({accuracy_help}); the measurements are in {out / stem}.json, "
+                "add the right file with --from-results")
+    table = markdown(results)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
-    (out / f"{stem}.md").write_text(markdown(results))
+    (out / f"{stem}.md").write_text(table)
     plot(results, out / f"{stem}.png")
-    print(markdown(results))
+    print(table)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ from math import comb
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quic_edge.cli import main
 
@@ -335,3 +337,40 @@ def test_the_ablation_help_names_every_configuration():
     add_ablation_arguments(parser)
     text = next(a.help for a in parser._actions if a.dest == "adapters")
     assert text.split(": ")[1].split(";")[0].split(",") == [name for _, name in ROWS]
+
+
+def test_share_interval_resamples_seeds_in_pairs_and_counts_draws_where_lora_gains_nothing():
+    import numpy as np
+
+    from quic_edge.bench.compare import share_interval
+
+    head, lora = [0.50, 0.52, 0.55], [0.60, 0.70, 0.62]
+    same = share_interval([h + 0.4 * (lo - h) for h, lo in zip(head, lora, strict=True)], head, lora)  # every seed's share is 0.4
+    assert (same["low"], same["high"], same["no_lora_gain"]) == (pytest.approx(0.4), pytest.approx(0.4), 0.0)
+    # two seeds, LoRA below head on the first: of the 4 draws, (0, 0) has no share
+    assert share_interval([0.5, 0.6], [0.5, 0.5], [0.4, 0.7])["no_lora_gain"] == 0.25
+    assert share_interval([0.6], [0.5], [0.7])["low"] is None  # one seed: no interval
+    # against every draw of 3 seeds enumerated with numpy (27 of them), nearest-rank 5 % and 95 %
+    quic = [0.55, 0.60, 0.50]
+    draws = np.array(np.meshgrid(*[range(3)] * 3, indexing="ij")).reshape(3, -1).T
+    gains = (np.array(lora) - np.array(head))[draws].sum(1)
+    shares = np.sort((np.array(quic) - np.array(head))[draws].sum(1) / gains)
+    got = share_interval(quic, head, lora)
+    assert (got["low"], got["high"]) == (pytest.approx(shares[1]), pytest.approx(shares[25]))
+    wide = share_interval(quic, head, lora, level=0.98)  # the extremes: one draw each, no ties
+    assert (wide["low"], wide["high"]) == (pytest.approx(shares[0]), pytest.approx(shares[26]))
+    assert shares[0] < shares[1] and shares[25] < shares[26]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.3, 0.9), st.floats(0.01, 0.3), st.floats(-0.3, 0.3)), min_size=2, max_size=5))
+def test_share_interval_lies_within_the_per_seed_shares(seeds):
+    from quic_edge.bench.compare import share_interval
+
+    head = [h for h, _, _ in seeds]
+    lora = [h + g for h, g, _ in seeds]
+    quic = [h + q for h, _, q in seeds]
+    per_seed = [q / g for _, g, q in seeds]  # every seed's LoRA gain is positive: a draw's share is their weighted mean
+    got = share_interval(quic, head, lora)
+    assert got["no_lora_gain"] == 0.0
+    assert min(per_seed) - 1e-9 <= got["low"] <= got["high"] <= max(per_seed) + 1e-9

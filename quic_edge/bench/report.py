@@ -27,6 +27,15 @@ def write_compare(folder: Path, summary: dict[str, Any], stem: str = "compare") 
     plot_accuracy(summary, folder / f"{stem}_accuracy.png")
 
 
+def _interval(interval: dict[str, Any] | None) -> str:
+    """A share's bootstrap interval over seeds (quic_edge.bench.compare.share_interval), for a table cell."""
+    if not interval or interval["low"] is None:
+        return ""
+    nothing = interval["no_lora_gain"]
+    return (f"({interval['level']:.0%}: {interval['low']:.2f} to {interval['high']:.2f}"
+            + (f"; LoRA gains nothing in {nothing:.0%} of draws" if nothing else "") + ")")
+
+
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -57,14 +66,16 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         lines += [f"| {t} | {gaps[t]['head']:.3f} | {gaps[t]['full']:.3f} | {gaps[t]['gap_points']:+.1f} |" for t in tasks]
     if summary.get("gain_captured"):
         lines += ["", "Share of LoRA r8's gain over head only that QuIC captures, (acc_QuIC - acc_head) / (acc_LoRA - "
-                  "acc_head), on test means (per seed in brackets); and whether the chosen rate is at least head only on "
+                  "acc_head), on test means (per seed in brackets; in parentheses a paired bootstrap interval over seeds, "
+                  "quic_edge.bench.compare.share_interval); and whether the chosen rate is at least head only on "
                   "validation:", "", "| QuIC | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
         for name, per_task in summary["gain_captured"].items():
             cells = []
             for t in tasks:
                 g = per_task[t]
                 seeds = ", ".join(_ratio(x) for x in g["per_seed"])
-                cells.append(f"{_ratio(g['ratio'])} [{seeds}] {'' if g['val_at_least_head'] else '(below head on val)'}")
+                cells.append(f"{_ratio(g['ratio'])} [{seeds}] {_interval(g.get('interval'))}"
+                             f"{'' if g['val_at_least_head'] else ' (below head on val)'}")
             lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
     lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on the same targets, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
@@ -126,7 +137,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples; its own rate "
         f"chosen on {s['n_val']} validation examples (seed {s['seeds'][0]}), the head at head-only's rate; "
         f"{s['n_test']} test examples over seeds {list(s['seeds'])} (mean ± sample std). Points: over head only; "
-        "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means. The paper's column is "
+        "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means, with a paired bootstrap "
+        "interval over seeds (quic_edge.bench.compare.share_interval). The paper's column is "
         "its STS-B score (another task and encoder): compare the ordering, not the values.",
         "",
         "| group | config | blocks | n | depth | angles | "
@@ -139,7 +151,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
             a = r["tasks"][t]
             points = a.get("points_over_head")
             cells += [f"{_acc(a['test'])} ({a['lr']:g})", "" if points is None else f"{points:+.1f}",
-                      _ratio(a["share_of_lora_gain"]) if "share_of_lora_gain" in a else ""]
+                      f"{_ratio(a['share_of_lora_gain'])} {_interval(a.get('share_interval'))}".strip()
+                      if "share_of_lora_gain" in a else ""]
         lines.append(f"| {r['group']} | {r['title']} | {r['blocks']} | {r['n']} | {r['depth']} | "
                      f"{r['adapter_numbers']:,} | " + " | ".join(cells) + f" | {r['paper_stsb']} |")
     lines += ["", f"Total time {summary['total_seconds'] / 60:.1f} min (runs reused from earlier compare runs take none).", ""]

@@ -189,10 +189,16 @@ def test_the_blocks_cost_counts_the_products_the_layers_run_and_takes_accuracy_f
                          "over_lora": {"peak": cell, "step": cell}}
                         for name in ("lora8", "quic12-b6")]}
     test = {"mean": 0.61, "std": 0.02, "n": 3}
-    add_accuracy(results, [{"rows": [{"adapter": "quic12-b6", "tasks": {"t": {"test": test, "lr": 1e-2,
-                                                                             "share_of_lora_gain": 0.5}}}]}])
+    def ablation(task: str, mean: float, share: float) -> dict:
+        return {"rows": [{"adapter": "quic12-b6", "tasks": {task: {"test": test | {"mean": mean}, "lr": 1e-2,
+                                                                   "share_of_lora_gain": share}}}]}
+
+    # one ablation per task, as the suite's are run: their tasks add up; a later file wins on the same task
+    add_accuracy(results, [ablation("t", 0.60, 0.4), ablation("u", 0.58, 0.7), ablation("t", 0.61, 0.5)])
     assert "accuracy" not in results["rows"][0] and results["rows"][1]["accuracy"]["t"]["share"] == 0.5
-    assert "| ONNX Runtime | quic12-b6 |" in markdown(results) and "t 0.610 ± 0.020 (0.50)" in markdown(results)
+    assert results["rows"][1]["accuracy"]["u"]["share"] == 0.7
+    assert "| ONNX Runtime | quic12-b6 |" in markdown(results)
+    assert "t 0.610 ± 0.020 (0.50); u 0.580 ± 0.020 (0.70)" in markdown(results)
 
 
 def test_cost_ratios_are_taken_round_by_round_not_of_the_medians():
@@ -262,7 +268,9 @@ def test_placement_table_takes_accuracy_from_compare_runs():
     results = {"settings": {"batch": 8, "seq_len": 64, "rounds": 1}, "rows": rows}
     test = {"mean": 0.61, "std": 0.01, "n": 3}
     add_accuracy(results, [{"adapters": {"quic12": {"tasks": {"t": {"test": test, "lr": 3e-3}}}}},
-                           {"adapters": {"quic12-top1": {"tasks": {"t": {"test": test | {"mean": 0.59}, "lr": 1e-2}}}}}])
+                           {"adapters": {"quic12-top1": {"tasks": {"t": {"test": test | {"mean": 0.59}, "lr": 1e-2}}}}},
+                           {"adapters": {"quic12": {"tasks": {"u": {"test": test | {"mean": 0.66}, "lr": 1e-3}}}}}])
+    assert rows[2]["quic12"]["accuracy"]["u"]["mean"] == 0.66  # a second task's run adds to the first's
     assert [name_at("quic12", k) for k in (0, 1, 6)] == ["head", "quic12-top1", "quic12"]
     assert rows[2]["quic12"]["accuracy"]["t"]["mean"] == 0.61 and rows[1]["quic12"]["accuracy"]["t"]["lr"] == 1e-2
     assert "accuracy" not in rows[0]["quic12"] and "accuracy" not in rows[1]["lora8"]

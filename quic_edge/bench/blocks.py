@@ -66,14 +66,15 @@ def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
 
 
 def add_accuracy(results: dict[str, Any], ablations: list[dict[str, Any]]) -> None:
-    """Each configuration's test accuracy and share of LoRA's gain from ablation summaries, per task (a later
-    summary's figures win)."""
-    found = {row["adapter"]: row for ablation in ablations for row in ablation["rows"]}
-    for row in results["rows"]:
-        if row["adapter"] in found:
-            row["accuracy"] = {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"],
-                                      "lr": t["lr"], "share": t.get("share_of_lora_gain")}
-                               for task, t in found[row["adapter"]]["tasks"].items()}
+    """Each configuration's test accuracy and share of LoRA's gain from ablation summaries, per task: the summaries'
+    tasks add up (one per task is the usual case), and where two have the same task the later one's figures win."""
+    for ablation in ablations:
+        found = {row["adapter"]: row for row in ablation["rows"]}
+        for row in results["rows"]:
+            if row["adapter"] in found:
+                row.setdefault("accuracy", {}).update(
+                    {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"], "lr": t["lr"],
+                            "share": t.get("share_of_lora_gain")} for task, t in found[row["adapter"]]["tasks"].items()})
 
 
 def markdown(results: dict[str, Any]) -> str:

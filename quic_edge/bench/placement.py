@@ -52,14 +52,15 @@ def run(rounds: int, root: Path, progress: bool = True) -> dict[str, Any]:
 
 def add_accuracy(results: dict[str, Any], compares: list[dict[str, Any]]) -> None:
     """Test accuracy (mean, std over seeds, the rate chosen on validation) of each placement the compare runs trained,
-    per task, into the rows (a later run's figures win)."""
-    adapters = {name: row for compare in compares for name, row in compare["adapters"].items()}
-    for row in results["rows"]:
-        for family in FAMILIES:
-            found = adapters.get(row[family]["adapter"])
-            if found:
-                row[family]["accuracy"] = {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"],
-                                                  "lr": t["lr"]} for task, t in found["tasks"].items()}
+    per task, into the rows: the runs' tasks add up, and where two have the same task the later one's figures win."""
+    for compare in compares:
+        for row in results["rows"]:
+            for family in FAMILIES:
+                found = compare["adapters"].get(row[family]["adapter"])
+                if found:
+                    row[family].setdefault("accuracy", {}).update(
+                        {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"], "lr": t["lr"]}
+                         for task, t in found["tasks"].items()})
 
 
 def markdown(results: dict[str, Any]) -> str:

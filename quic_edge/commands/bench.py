@@ -9,8 +9,8 @@ SUBCOMMANDS = {  # name: (help, description)
         "QuIC (1,2), (1,2,3), block OFT, PEFT LoRA r8, head-only, full on the task suite: accuracy and size",
         "On the same frozen int8 MiniLM, targets and ONNX Runtime device loop, on the suite's tasks (quic_edge.suite): "
         "each adapter's learning rate chosen on a validation split, test accuracy over seeds, the head/full gap per "
-        "task and the share of LoRA's gain QuIC captures. Resumable (<work>/rows.jsonl). Writes compare.{json,md} and "
-        "a PNG to --out.",
+        "task and the share of LoRA's gain QuIC captures, with a paired bootstrap interval over seeds. Resumable "
+        "(<work>/rows.jsonl). Writes compare.{json,md} and a PNG to --out.",
     ),
     "curve": (
         "the learning curve: test accuracy against training examples, head only against the adapters",

@@ -27,6 +27,7 @@ from quic_edge.bench.device_memory import (
     cost_cells,
     cost_command,
     measure_alternating,
+    merge_accuracy,
     range_text,
     ratios_within_rounds,
 )
@@ -72,9 +73,7 @@ def add_accuracy(results: dict[str, Any], ablations: list[dict[str, Any]]) -> No
         found = {row["adapter"]: row for row in ablation["rows"]}
         for row in results["rows"]:
             if row["adapter"] in found:
-                row.setdefault("accuracy", {}).update(
-                    {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"], "lr": t["lr"],
-                            "share": t.get("share_of_lora_gain")} for task, t in found[row["adapter"]]["tasks"].items()})
+                merge_accuracy(row, found[row["adapter"]]["tasks"])
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -224,6 +224,15 @@ def measure_alternating(names: list[str], rounds: int, root: Path, progress: boo
     return runs
 
 
+def merge_accuracy(cell: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> None:
+    """Put a compare or ablation summary's per-task test accuracy (mean, std, n over seeds; the rate chosen on
+    validation; the share of LoRA's gain where the summary has it) into a cost table's cell. Tasks add up over
+    summaries; a later summary's figures win on the same task."""
+    cell.setdefault("accuracy", {}).update(
+        {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"], "lr": t["lr"],
+                "share": t.get("share_of_lora_gain")} for task, t in tasks.items()})
+
+
 def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict[str, Any]],
                  markdown: Callable[[dict[str, Any]], str], plot: Callable[[dict[str, Any], Path], None],
                  add_accuracy: Callable[[dict[str, Any], list[dict[str, Any]]], None], accuracy_help: str) -> None:

@@ -22,6 +22,7 @@ from quic_edge.bench.device_memory import (
     cost_cells,
     cost_command,
     measure_alternating,
+    merge_accuracy,
     plot_spread,
     range_text,
     ratios_within_rounds,
@@ -58,9 +59,7 @@ def add_accuracy(results: dict[str, Any], compares: list[dict[str, Any]]) -> Non
             for family in FAMILIES:
                 found = compare["adapters"].get(row[family]["adapter"])
                 if found:
-                    row[family].setdefault("accuracy", {}).update(
-                        {task: {"mean": t["test"]["mean"], "std": t["test"]["std"], "n": t["test"]["n"], "lr": t["lr"]}
-                         for task, t in found["tasks"].items()})
+                    merge_accuracy(row[family], found["tasks"])
 
 
 def markdown(results: dict[str, Any]) -> str:

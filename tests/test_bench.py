@@ -153,6 +153,20 @@ def test_the_targets_ablation_adapts_query_and_key_only_with_as_many_numbers():
     assert adapter_numbers(lora)[1] == adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
 
 
+@pytest.mark.parametrize(("name", "second"), [("quic12-vo", "attention.output.dense"), ("quic12-vf", "output.dense")])
+def test_the_targets_ablation_moves_the_query_s_angles_to_one_output_projection(name, second):
+    """value plus exactly one output projection per layer (the feed-forward one is not the attention one), with the
+    angles of QuIC (1,2) on query/value."""
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+    from quic_edge.layer import QuICLinear
+
+    model = ADAPTERS[name].build(2, seed=0)
+    adapted = [n.split("layer.")[1] for n, m in model.named_modules() if isinstance(m, QuICLinear)]
+    expected = {f"{i}.{part}" for i in range(LAYERS) for part in ("attention.self.value", second)}
+    assert set(adapted) == expected and len(adapted) == 2 * LAYERS
+    assert adapter_numbers(model)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1]
+
+
 def test_the_blocks_ablation_keeps_the_angle_budget_and_the_widest_circuit_under_it():
     from quic_edge.bench.common import ADAPTERS, adapter_numbers
     from quic_edge.config import compound_width

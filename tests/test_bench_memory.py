@@ -34,6 +34,8 @@ def test_reports_peaks_per_phase_runtime_figures_and_the_machine(bundle, tmp_pat
     assert result["training_peak_rss_mib"] == max(rss.values())
     assert result["steps"] == STEPS and len(result["losses"]) == STEPS and result["losses"][-1] < result["losses"][0]
     assert 0 < result["min_step_ms"] <= result["median_step_ms"]
+    # CPU time per step: every thread of the process, so at most the wall time on each core (and some slack)
+    assert 0 < result["median_step_cpu_ms"] <= 1.2 * os.cpu_count() * result["median_step_ms"] + 1
     assert result["checkpoint_bytes"] > 0 and result["label"] == "test run"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert result["batch"] == {s["name"]: s["shape"] for s in [*manifest["inputs"], manifest["target"]]}

@@ -18,7 +18,9 @@ Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, full "p
   4,096 (18x fewer than LoRA r8), so the angle count hardly moves while the rotation's reach and its multiply-adds
   per token do (their cost against LoRA: benchmarks/blocks.py);
 - targets: query/key instead of query/value (the attention scores change, the values do not), for QuIC (1,2) and,
-  so that the share of LoRA's gain compares like with like, for LoRA r8 too.
+  so that the share of LoRA's gain compares like with like, for LoRA r8 too; and value with attention's output
+  projection, or with the feed-forward block's, instead of the query (the same angles, rotations that reach the
+  residual stream).
 The paper (arXiv 2502.06916, STS-B, its own encoder) reports C1 91.68, C1+C2 88.85, C1+C2+C3 88.48 and about 40 for
 sets without C1; the table puts those numbers beside ours.
 """
@@ -54,6 +56,8 @@ ROWS = (
     ("blocks", "quic12-b6"),
     ("targets", "quic12-qk"),
     ("targets", "lora8-qk"),
+    ("targets", "quic12-vo"),
+    ("targets", "quic12-vf"),
     ("reference", "head"),
     ("reference", "lora8"),
     ("reference", "full"),

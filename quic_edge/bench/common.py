@@ -21,6 +21,10 @@ from quic_edge.suite import SUITE
 
 TARGETS = ("query", "value")
 QUERY_KEY = ("query", "key")  # the ablation's other targets: attention's scores only, the values untouched
+# ... and two that keep the value and move the query's angles to an output projection: attention's (the heads mixed
+# back into the residual stream) or the feed-forward block's ("output.dense" alone would match both)
+VALUE_ATTENTION_OUT = ("value", "attention.output.dense")
+VALUE_FFN_OUT = ("value", r"re:.*layer\.\d+\.output\.dense")
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
 LAYERS = 6  # MiniLM-L6's encoder layers
@@ -122,6 +126,8 @@ ABLATION_ADAPTERS = {
         quic("quic12-d7", "QuIC (1,2), depth 7", blocks=3, orders=(1, 2), depth=7),
         quic("quic12-brick", "QuIC (1,2), brick layout", blocks=3, orders=(1, 2), layout="brick"),
         quic("quic12-qk", "QuIC (1,2) on query/key", blocks=3, orders=(1, 2), targets=QUERY_KEY),
+        quic("quic12-vo", "QuIC (1,2) on value/attention output", blocks=3, orders=(1, 2), targets=VALUE_ATTENTION_OUT),
+        quic("quic12-vf", "QuIC (1,2) on value/feed-forward output", blocks=3, orders=(1, 2), targets=VALUE_FFN_OUT),
         # blocks: fewer, larger blocks or more, smaller ones at about the same angles (at most 4,096, 18x fewer than
         # LoRA r8): n is the largest that fits (or the largest under the budget), so the rotation's reach and its
         # multiply-adds per token change, the angle count hardly does

@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 
-def op_profile(bundle: str | Path, work: str | Path, steps: int = 10, warmup: int = 3, top: int = 15) -> dict[str, Any]:
-    """Kernel time per step of an ONNX Runtime bundle's training session, by op type, and its `top` slowest nodes."""
+def op_profile(bundle: str | Path, work: str | Path, steps: int = 10, warmup: int = 3, top: int = 15,
+               threads: int = 0) -> dict[str, Any]:
+    """Kernel time per step of an ONNX Runtime bundle's training session, by op type, and its `top` slowest nodes
+    (`threads`: intra-op threads, 0 = ORT's choice)."""
     from quic_edge.bench.memory import measuring_batch
     from quic_edge.runtimes.ort import OrtLoop
 
     with tempfile.TemporaryDirectory(prefix="quic-edge-profile-") as tmp:
-        loop = OrtLoop(bundle, work, profile=str(Path(tmp) / "train"))
+        loop = OrtLoop(bundle, work, threads=threads, profile=str(Path(tmp) / "train"))
         batch = measuring_batch(loop)
         for _ in range(warmup + steps):
             loop.train_step(batch)

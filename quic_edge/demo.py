@@ -1,10 +1,14 @@
 """The on-device personalization demo: two people, one int8 MiniLM base, one QuIC delta each.
 
-Each person triages news into read / later / skip their own way (quic_edge/personas.py). The bundle
-is exported once; the runtime's device loop (not eager PyTorch) trains on each person's examples;
-accuracy on the person's held-out examples is reported before and after, against a head-only
-baseline trained the same way in the same run. Finally each delta is loaded back into PyTorch and
-evaluated on both people's test sets: a delta serves its own person and no one else.
+Two tasks (quic_edge/personas.py):
+- `bbc-word-order` (the default): each person's device learns to flag sentences with two words swapped, from
+  sentences of their own reading (alex: tech, business, politics; sam: sport, entertainment); a suite task where a
+  trained head on the pooled embedding falls short (quic_edge.suite), at the size where the learning curve shows the
+  adapter paying (800 examples; benchmarks/results/curve.md);
+- `triage`: each person triages news into read / later / skip their own way (a task a head alone solves).
+The bundle is exported once; the runtime's device loop (not eager PyTorch) trains on each person's examples;
+accuracy on the person's held-out examples is reported before and after, against a head-only baseline trained the
+same way in the same run. Finally each delta is loaded back into PyTorch and evaluated on both people's test sets.
 """
 
 from __future__ import annotations
@@ -20,28 +24,50 @@ from . import baselines, models
 from .config import QuICConfig
 from .delta import load_delta
 from .model import apply_quic, trainable_parameters
-from .personas import LABELS, personal_splits
+from .personas import LABELS, PersonalData, personal_splits, personal_task_splits
 from .tasks import example_batch
+
+TRIAGE = "triage"
+WORD_ORDER = "bbc-word-order"
+TASKS = (WORD_ORDER, TRIAGE)
 
 
 @dataclass(frozen=True)
 class DemoSettings:
+    """lr: the angles' rate; head_lr: the head's, in both bundles (head only trains at it too)."""
+
     runtime: str = "ort"
+    task: str = WORD_ORDER
     quick: bool = False
     seed: int = 0
-    n_train: int = 120
+    n_train: int = 800
     n_test: int = 300
-    epochs: int = 6
-    lr: float = 1e-2
+    epochs: int = 3
+    lr: float = 3e-3
+    head_lr: float = 1e-2
     batch_size: int = 8
-    seq_len: int = 64
+    seq_len: int = 40
     out_dir: str = "runs/demo"
 
     @classmethod
-    def make(cls, runtime: str = "ort", quick: bool = False, seed: int = 0, out_dir: str = "runs/demo") -> DemoSettings:
-        if quick:
-            return cls(runtime=runtime, quick=True, seed=seed, n_train=64, n_test=96, epochs=4, out_dir=out_dir)
-        return cls(runtime=runtime, seed=seed, out_dir=out_dir)
+    def make(cls, runtime: str = "ort", quick: bool = False, seed: int = 0, out_dir: str = "runs/demo",
+             task: str = WORD_ORDER) -> DemoSettings:
+        """Word order: the rates `bench compare` chose on validation for QuIC (1,2) and head only on this task
+        (benchmarks/results/compare_5seeds.md), 800 examples (the learning curve's first size where QuIC pays),
+        sequence 40 (97 % of the sentences fit whole). Triage: 120 articles, 6 epochs, one rate for both."""
+        if task not in TASKS:
+            raise ValueError(f"demo task: choose one of {', '.join(TASKS)}, got {task!r}")
+        size = dict(n_train=64, n_test=96, epochs=4) if quick else {}
+        if task == TRIAGE:
+            size = dict(n_train=120, n_test=300, epochs=6, lr=1e-2, head_lr=1e-2, seq_len=64) | size
+        return cls(runtime=runtime, task=task, quick=quick, seed=seed, out_dir=out_dir, **size)
+
+
+def demo_data(settings: DemoSettings) -> tuple[list[str], list[PersonalData]]:
+    """(labels, each person's train and test examples) of the demo's task."""
+    if settings.task == TRIAGE:
+        return LABELS, personal_splits(settings.n_train, settings.n_test, settings.seed)
+    return personal_task_splits(settings.task, settings.n_train, settings.n_test, settings.seed)
 
 
 @dataclass
@@ -65,18 +91,17 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
 
     out = Path(settings.out_dir)
     shutil.rmtree(out / "work", ignore_errors=True)  # every run trains from the bundle: no checkpoint of an earlier run
-    splits = personal_splits(settings.n_train, settings.n_test, settings.seed)
-    batch = example_batch("minilm", settings.batch_size, settings.seq_len, len(LABELS))
+    labels, splits = demo_data(settings)
+    batch = example_batch("minilm", settings.batch_size, settings.seq_len, len(labels))
     start = time.perf_counter()
-    quic_model, tokenizer = models.load("minilm", num_labels=len(LABELS), seed=settings.seed)
+    quic_model, tokenizer = models.load("minilm", num_labels=len(labels), seed=settings.seed)
     quic_model = apply_quic(quic_model, QuICConfig())
-    head_model = baselines.head_only(models.load("minilm", num_labels=len(LABELS), seed=settings.seed)[0])
+    head_model = baselines.head_only(models.load("minilm", num_labels=len(labels), seed=settings.seed)[0])
     bundles = {}
     for adapter, model in (("quic", quic_model), ("head", head_model)):
         bundles[adapter] = out / "bundles" / adapter
-        export_bundle(
-            settings.runtime, model, batch, bundles[adapter], labels=LABELS, optimizer="adamw", lr=settings.lr,
-        )
+        rates = dict(lr=settings.lr, head_lr=settings.head_lr) if adapter == "quic" else dict(lr=settings.head_lr)
+        export_bundle(settings.runtime, model, batch, bundles[adapter], labels=labels, optimizer="adamw", **rates)
     export_seconds = time.perf_counter() - start
 
     results = []
@@ -97,7 +122,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
                 row.update(train_seconds=report.seconds, delta_path=str(delta), delta_bytes=delta.stat().st_size)
         results.append(PersonResult(**row))
 
-    swap = delta_swap_matrix(quic_model, tokenizer, splits, settings.seq_len, [r.delta_path for r in results])
+    swap = delta_swap_matrix(quic_model, tokenizer, splits, labels, settings.seq_len, [r.delta_path for r in results])
     summary = {
         "runtime": settings.runtime,
         "settings": asdict(settings),
@@ -121,6 +146,12 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
+TASK_TITLES = {WORD_ORDER: "which of my sentences have two words swapped?",
+               TRIAGE: "read, later or skip, each person their own way"}
+TASK_UNITS = {WORD_ORDER: "sentences", TRIAGE: "articles"}
+TASK_SOURCES = {WORD_ORDER: "BBC News: alex's from tech, business and politics, sam's from sport and entertainment; "
+                            "train and test from disjoint articles, half of them with two words swapped",
+                TRIAGE: "BBC News, disjoint"}
 GAIN_SHOWN_POINTS = 3.0  # a gain over head only the demo calls a gain (issue 12): mean over people, in points
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUITE_RESULTS = ("compare.json", "compare_same_article.json", "compare_word_order.json")  # `bench compare` runs, in RESULTS
@@ -175,12 +206,13 @@ def curve_evidence() -> dict[str, Any] | None:
                       for n in sizes}}
 
 
-def delta_swap_matrix(model, tokenizer, splits, seq_len: int, deltas: list[str]) -> dict[str, dict[str, float]]:
+def delta_swap_matrix(model, tokenizer, splits, labels: list[str], seq_len: int,
+                      deltas: list[str]) -> dict[str, dict[str, float]]:
     """Accuracy of each person's delta (loaded into PyTorch) on each person's test set."""
     from .data import encode_examples
     from .training import evaluate
 
-    tests = {data.person.name: encode_examples(tokenizer, data.test, LABELS, seq_len) for data in splits}
+    tests = {data.person.name: encode_examples(tokenizer, data.test, labels, seq_len) for data in splits}
     matrix: dict[str, dict[str, float]] = {}
     for owner, delta in zip(splits, deltas, strict=True):
         load_delta(model, delta)
@@ -227,13 +259,15 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
 
 def _markdown(summary: dict[str, Any]) -> str:
     s = summary["settings"]
+    task = s.get("task", TRIAGE)
     lines = [
-        f"# On-device personalization demo ({summary['runtime']})",
+        f"# On-device personalization demo ({summary['runtime']}): {TASK_TITLES[task]}",
         "",
         f"Base: all-MiniLM-L6-v2, frozen, int8. Adapter: QuIC blocks=3 orders=(1,2) on query/value, "
         f"{summary['trainable_params']} trainable numbers with the head. Seed {s['seed']}; {s['n_train']} training and "
-        f"{s['n_test']} held-out articles per person (BBC News, disjoint); {s['epochs']} epochs, batch "
-        f"{s['batch_size']}, sequence {s['seq_len']}, AdamW lr {s['lr']}, trained by the {summary['runtime']} device loop.",
+        f"{s['n_test']} held-out {TASK_UNITS[task]} per person ({TASK_SOURCES[task]}); {s['epochs']} epochs, batch "
+        f"{s['batch_size']}, sequence {s['seq_len']}, AdamW (angles lr {s['lr']}, head lr {s['head_lr']}; head only "
+        f"at the head's), trained by the {summary['runtime']} device loop.",
         "",
         "| person | before | head only | QuIC + head | delta bytes | train s |",
         "|---|---|---|---|---|---|",
@@ -261,10 +295,13 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
     if gain["shown"]:
         return [f"Yes: QuIC + head beats head only by {gain['mean_points']:+.1f} points on the people's held-out data "
                 f"(mean over people; {each})."]
+    why = (f"With {s['n_train']} examples per person and labels that follow topics, the pooled embedding already "
+           "separates what these people want, so a trained head is enough." if s.get("task", TRIAGE) == TRIAGE else
+           f"With {s['n_train']} examples per person the adapter has not yet learned enough to show (the learning "
+           "curve below).")
     lines = [f"Not at this scale: QuIC + head against head only, {gain['mean_points']:+.1f} points on the people's "
              f"held-out data (mean over people; {each}), below the {gain['threshold_points']:.0f} points that would "
-             f"show a gain. With {s['n_train']} examples per person and labels that follow topics, the pooled "
-             "embedding already separates what these people want, so a trained head is enough."]
+             f"show a gain. {why}"]
     names = {"head": "head only", "quic12": "QuIC (1,2)", "lora8": "LoRA r8", "full": "full fine-tuning"}
     for run in summary.get("suite_evidence") or []:
         cells = run["accuracy"]

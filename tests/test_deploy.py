@@ -225,7 +225,8 @@ def test_a_demo_delta_deploys_with_one_command_each(tmp_path):
     from quic_edge.personas import LABELS
 
     run = [sys.executable, "-m", "quic_edge.cli"]
-    demo = subprocess.run([*run, "demo", "--quick", "--out", str(tmp_path / "demo")], capture_output=True, text=True)
+    demo = subprocess.run([*run, "demo", "--task", "triage", "--quick", "--out", str(tmp_path / "demo")],
+                          capture_output=True, text=True)
     assert demo.returncode == 0, demo.stderr[-2000:]
     delta = next((tmp_path / "demo" / "deltas").glob("*.safetensors"))
     for runtime in ("onnx", "executorch"):

@@ -18,11 +18,13 @@ SUBCOMMANDS = {  # name: (help, description)
         "in --sizes, over seeds, on the ONNX Runtime device loop. Resumable per size. Writes curve.{json,md,png}.",
     ),
     "ablation": (
-        "the paper's ablation on the suite: orders, circuit depth, layout, orthogonality",
+        "the paper's ablation on the suite: orders, circuit depth, layout, orthogonality, blocks, targets",
         "Hamming-weight orders {1}, {1,2}, {1,2,3}, {2}, {2,3} and block OFT, circuits of depth 1, 3 and 7, the brick "
-        "layout and the orthogonality control (compounds of an unconstrained matrix with as many numbers), each "
-        "trained as `bench compare` trains (device loop, rate chosen on validation, seeds), beside head only, LoRA and "
-        "full fine-tuning and the paper's STS-B numbers. Shares compare's runs (--work). Writes ablation.{json,md,png}.",
+        "layout, the orthogonality control (compounds of an unconstrained matrix with as many numbers), 1, 2, 4 or 6 "
+        "blocks at about the same angles, and other targets (query/key for QuIC and LoRA; value with attention's or "
+        "the feed-forward block's output projection), each trained as `bench compare` trains (device loop, rate "
+        "chosen on validation, seeds), beside head only, LoRA and full fine-tuning and the paper's STS-B numbers. "
+        "Shares compare's runs (--work). Writes ablation.{json,md,png}.",
     ),
     "memory": (
         "peak RSS per phase of training a bundle on this machine (the Raspberry Pi tool)",

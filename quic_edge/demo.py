@@ -126,6 +126,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     summary = {
         "runtime": settings.runtime,
         "settings": asdict(settings),
+        "labels": labels,
         "people": [asdict(r) for r in results],
         "delta_swap_accuracy": swap,
         "trainable_params": sum(p.numel() for p in trainable_parameters(quic_model).values()),
@@ -248,8 +249,11 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
                                       ("accuracy_after", "QuIC + head"))):
         ax.bar([x + (i - 1) * width for x in range(len(people))], [p[key] for p in people], width, label=name)
     ax.set_xticks(range(len(people)), labels)
-    ax.set(ylim=(0, 1.2), ylabel="held-out accuracy", title="Accuracy on each person's held-out articles")
-    ax.legend(loc="upper left", ncol=3, fontsize="small")
+    units = TASK_UNITS[summary["settings"].get("task", TRIAGE)]
+    if summary.get("labels"):
+        ax.axhline(1 / len(summary["labels"]), color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set(ylim=(0, 1.2), ylabel="held-out accuracy", title=f"Accuracy on each person's held-out {units}")
+    ax.legend(loc="upper left", ncol=4, fontsize="small")
     fig.tight_layout()
     fig.savefig(folder / "accuracy.png", dpi=110)
     plt.close(fig)

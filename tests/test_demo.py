@@ -182,6 +182,7 @@ def test_a_small_word_order_demo_runs_both_bundles_at_their_rates(tmp_path):
     assert quic["lr"] == s.lr and quic["groups"][0]["lr_scale"] * s.lr == pytest.approx(s.head_lr)
     assert head["lr"] == s.head_lr and "groups" not in head
     assert [p["person"] for p in summary["people"]] == ["alex", "sam"] and summary["settings"]["task"] == s.task
+    assert summary["labels"] == ["original", "swapped"]  # the chance line of accuracy.png is drawn from them
     text = (tmp_path / "report" / "summary.md").read_text()
     assert "two words swapped" in text and "16 training and 16 held-out sentences" in text
     assert f"{summary['gain_over_head_only']['mean_points']:+.1f} points" in text

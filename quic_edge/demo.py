@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import baselines, models
 from .config import QuICConfig
@@ -27,9 +27,29 @@ from .model import apply_quic, trainable_parameters
 from .personas import LABELS, PersonalData, personal_splits, personal_task_splits
 from .tasks import example_batch
 
+
+class DemoTask(NamedTuple):
+    """What the report says of a demo task."""
+
+    title: str
+    units: str  # what a person's examples are
+    source: str  # where they come from
+    why_no_gain: str  # why a trained head can be enough, when the run shows no gain ({n} examples per person)
+
+
 TRIAGE = "triage"
 WORD_ORDER = "bbc-word-order"
-TASKS = (WORD_ORDER, TRIAGE)
+TASKS = {  # the first is the default
+    WORD_ORDER: DemoTask(
+        "which of my sentences have two words swapped?", "sentences",
+        "BBC News: alex's from tech, business and politics, sam's from sport and entertainment; train and test from "
+        "disjoint articles, half of them with two words swapped",
+        "With {n} examples per person the adapter has not yet learned enough to show (the learning curve below)."),
+    TRIAGE: DemoTask(
+        "read, later or skip, each person their own way", "articles", "BBC News, disjoint",
+        "With {n} examples per person and labels that follow topics, the pooled embedding already separates what "
+        "these people want, so a trained head is enough."),
+}
 
 
 @dataclass(frozen=True)
@@ -147,12 +167,6 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
-TASK_TITLES = {WORD_ORDER: "which of my sentences have two words swapped?",
-               TRIAGE: "read, later or skip, each person their own way"}
-TASK_UNITS = {WORD_ORDER: "sentences", TRIAGE: "articles"}
-TASK_SOURCES = {WORD_ORDER: "BBC News: alex's from tech, business and politics, sam's from sport and entertainment; "
-                            "train and test from disjoint articles, half of them with two words swapped",
-                TRIAGE: "BBC News, disjoint"}
 GAIN_SHOWN_POINTS = 3.0  # a gain over head only the demo calls a gain (issue 12): mean over people, in points
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUITE_RESULTS = ("compare.json", "compare_same_article.json", "compare_word_order.json")  # `bench compare` runs, in RESULTS
@@ -249,7 +263,7 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
                                       ("accuracy_after", "QuIC + head"))):
         ax.bar([x + (i - 1) * width for x in range(len(people))], [p[key] for p in people], width, label=name)
     ax.set_xticks(range(len(people)), labels)
-    units = TASK_UNITS[summary["settings"].get("task", TRIAGE)]
+    units = TASKS[summary["settings"].get("task", TRIAGE)].units
     if summary.get("labels"):
         ax.axhline(1 / len(summary["labels"]), color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set(ylim=(0, 1.2), ylabel="held-out accuracy", title=f"Accuracy on each person's held-out {units}")
@@ -263,13 +277,13 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
 
 def _markdown(summary: dict[str, Any]) -> str:
     s = summary["settings"]
-    task = s.get("task", TRIAGE)
+    task = TASKS[s.get("task", TRIAGE)]
     lines = [
-        f"# On-device personalization demo ({summary['runtime']}): {TASK_TITLES[task]}",
+        f"# On-device personalization demo ({summary['runtime']}): {task.title}",
         "",
         f"Base: all-MiniLM-L6-v2, frozen, int8. Adapter: QuIC blocks=3 orders=(1,2) on query/value, "
         f"{summary['trainable_params']} trainable numbers with the head. Seed {s['seed']}; {s['n_train']} training and "
-        f"{s['n_test']} held-out {TASK_UNITS[task]} per person ({TASK_SOURCES[task]}); {s['epochs']} epochs, batch "
+        f"{s['n_test']} held-out {task.units} per person ({task.source}); {s['epochs']} epochs, batch "
         f"{s['batch_size']}, sequence {s['seq_len']}, AdamW (angles lr {s['lr']}, head lr {s['head_lr']}; head only "
         f"at the head's), trained by the {summary['runtime']} device loop.",
         "",
@@ -299,10 +313,7 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
     if gain["shown"]:
         return [f"Yes: QuIC + head beats head only by {gain['mean_points']:+.1f} points on the people's held-out data "
                 f"(mean over people; {each})."]
-    why = (f"With {s['n_train']} examples per person and labels that follow topics, the pooled embedding already "
-           "separates what these people want, so a trained head is enough." if s.get("task", TRIAGE) == TRIAGE else
-           f"With {s['n_train']} examples per person the adapter has not yet learned enough to show (the learning "
-           "curve below).")
+    why = TASKS[s.get("task", TRIAGE)].why_no_gain.format(n=s["n_train"])
     lines = [f"Not at this scale: QuIC + head against head only, {gain['mean_points']:+.1f} points on the people's "
              f"held-out data (mean over people; {each}), below the {gain['threshold_points']:.0f} points that would "
              f"show a gain. {why}"]

@@ -3,7 +3,8 @@
 eager PyTorch and ONNX Runtime run). MiniLM 8 x 64, AdamW, the export's rewrites, each case in a fresh process, rounds
 in alternating order; ratios taken within each round. Beside the step: ExecuTorch's kernel calls / MiB written / GFLOP
 per step (quic_edge.bench.executorch_ops), or ONNX Runtime's kernel time per step from its profiler, one profile per
-case and round (quic_edge.bench.op_profile). Writes benchmarks/results/layout_{runtime}.{json,md}.
+case and round (quic_edge.bench.op_profile), split into the kernels on the batch's tokens and the fixed rest (the
+rotation build, the weights' dequantization, the optimizer). Writes benchmarks/results/layout_{runtime}.{json,md}.
 
     .venv/bin/python benchmarks/layout.py --runtime executorch --rounds 6 --steps 10
     .venv/bin/python benchmarks/layout.py --runtime ort --rounds 6 --steps 10
@@ -92,6 +93,7 @@ def main() -> int:
     cpu: dict[str, list[float]] = {case: [] for case in CASES}  # median CPU time per step, per process
     profile_kernels = args.runtime == "ort"
     kernels: dict[str, list[float]] = {case: [] for case in CASES}
+    sides: dict[str, dict[str, list[float]]] = {case: {"tokens": [], "fixed": []} for case in CASES}
     nodes: dict[str, int] = {}
     for r in range(args.rounds):
         for case in CASES if r % 2 == 0 else CASES[::-1]:
@@ -104,6 +106,8 @@ def main() -> int:
             if profile_kernels:
                 profile = op_profile(work / case, work / "profiles" / case, steps=args.steps, threads=args.threads or 0)
                 kernels[case].append(profile["kernel_ms_per_step"])
+                for side, cell in profile["by_side"].items():
+                    sides[case][side].append(cell["ms"])
                 nodes[case] = sum(op["nodes"] for op in profile["by_op"].values())
                 line += f", kernels {profile['kernel_ms_per_step']:.0f} ms"
             print(line, flush=True)
@@ -113,11 +117,12 @@ def main() -> int:
                                "fastest_ratios": fastest_ratios, "step_cpu_ms": cpu, "cpu_ratios": cpu_ratios}
     if profile_kernels:
         results |= {"kernel_ms_per_step": kernels, "kernel_calls": nodes,
-                    "kernel_ratios": per_round(kernels)}
-        head = ["| case | kernel calls per step | kernel ms per step (profiler) | median step ms | fastest step ms | CPU ms "
-                "per step |", "|---|---|---|---|---|---|"]
-        rows = [f"| {c} | {nodes[c]} | {ms(kernels[c])} | {ms(steps[c])} | {ms(fastest[c])} | {ms(cpu[c])} |"
-                for c in CASES]
+                    "kernel_ratios": per_round(kernels), "kernel_ms_by_side": sides}
+        head = ["| case | kernel calls per step | kernel ms per step (profiler) | of it on the tokens side | fixed side "
+                "(the same at any batch) | median step ms | fastest step ms | CPU ms per step |",
+                "|---|---|---|---|---|---|---|---|"]
+        rows = [f"| {c} | {nodes[c]} | {ms(kernels[c])} | {ms(sides[c]['tokens'])} | {ms(sides[c]['fixed'])} | "
+                f"{ms(steps[c])} | {ms(fastest[c])} | {ms(cpu[c])} |" for c in CASES]
     else:
         volumes = {case: op_volume(program_file(str(work / case))) for case in CASES}
         results |= {"kernel_calls": {c: v["nodes"] for c, v in volumes.items()},

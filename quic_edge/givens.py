@@ -1,8 +1,8 @@
 """Orthogonal matrices from Givens (RBS) rotations, as fixed-size ops (DESIGN.md section 2).
 
 A gate on coordinates (i, j) with angle t maps x_i <- c x_i - s x_j, x_j <- s x_i + c x_j. A round is a
-layer of disjoint gates. Each round is written into an n x n matrix by one static gather, and the rounds
-are multiplied in a log-depth tree of batched matmuls: A = D_last ... D_first.
+layer of disjoint gates. Each round is written into an n x n matrix by products with static tables (RoundTables),
+and the rounds are multiplied in a log-depth tree of batched matmuls: A = D_last ... D_first.
 """
 
 from __future__ import annotations
@@ -48,11 +48,19 @@ def gate_count(n: int, layout: str = "planes", depth: int | None = None) -> int:
 
 
 class RoundTables(NamedTuple):
-    """Static tables that turn per-gate (cos, sin, -sin) values into round matrices:
-    D[r] = values[index[r]] * mask[r] + fixed[r], where fixed holds the 1s of coordinates no gate of round r touches."""
+    """Static tables that turn per-gate cosines and sines into round matrices by products and elementwise ops:
+    D[r] = c[r] (row-wise) * identity + s[r] (row-wise) * partner[r] + fixed[r], with c = cos(angles) @ cos_rows and
+    s = sin(angles) @ sin_rows read as [R, n]. A gate (i, j) of round r puts its cosine in rows i and j of c[r], its
+    sine in row j and minus it in row i of s[r]; partner[r] links i and j; fixed holds the 1s of coordinates no gate of
+    round r touches. No gathers: ONNX Runtime's CPU gradient of one (GatherGrad, a serial scatter-add) took 1.5 ms of
+    QuIC (1,2)'s MiniLM step for this placement alone (quic_edge.compounds found the same for the minors), and a
+    product's gradient is a product. Every column of cos_rows and sin_rows holds at most one nonzero (+-1), so the
+    values are the same bit for bit."""
 
-    index: torch.Tensor  # (R, n, n) long
-    mask: torch.Tensor  # (R, n, n)
+    cos_rows: torch.Tensor  # (G, R * n)
+    sin_rows: torch.Tensor  # (G, R * n)
+    identity: torch.Tensor  # (n, n)
+    partner: torch.Tensor  # (R, n, n)
     fixed: torch.Tensor  # (R, n, n)
 
 
@@ -60,31 +68,27 @@ def round_tables(n: int, layout: str = "planes", depth: int | None = None) -> Ro
     """The tables of a circuit, built afresh (a model keeps its own as buffers: quic_edge.rotations)."""
     rounds = circuit(n, layout, depth)
     gates = sum(len(r) for r in rounds)
-    index = torch.zeros(len(rounds), n, n, dtype=torch.long)
-    mask = torch.zeros(len(rounds), n, n)
+    cos_rows = torch.zeros(gates, len(rounds), n)
+    sin_rows = torch.zeros(gates, len(rounds), n)
+    partner = torch.zeros(len(rounds), n, n)
     fixed = torch.eye(n).repeat(len(rounds), 1, 1)
     g = 0
     for r, pairs in enumerate(rounds):
         for i, j in pairs:
-            for (row, col), slot in (((i, i), g), ((j, j), g), ((j, i), gates + g), ((i, j), 2 * gates + g)):
-                index[r, row, col] = slot
-                mask[r, row, col] = 1.0
-                fixed[r, row, col] = 0.0
+            cos_rows[g, r, i] = cos_rows[g, r, j] = 1.0
+            sin_rows[g, r, i], sin_rows[g, r, j] = -1.0, 1.0
+            partner[r, i, j] = partner[r, j, i] = 1.0
+            fixed[r, i, i] = fixed[r, j, j] = 0.0
             g += 1
-    return RoundTables(index, mask, fixed)
+    return RoundTables(cos_rows.reshape(gates, -1), sin_rows.reshape(gates, -1), torch.eye(n), partner, fixed)
 
 
 def round_matrices(angles: torch.Tensor, tables: RoundTables) -> torch.Tensor:
-    """[..., gates] angles -> [..., rounds, n, n] round matrices (one static gather along the last axis: an ONNX
-    Gather, whose gradient is cheaper than the GatherND that advanced indexing exports to)."""
-    values = torch.cat([torch.cos(angles), torch.sin(angles), -torch.sin(angles)], dim=-1)  # (..., 3G)
-    return place(values, tables)  # (..., R, n, n)
-
-
-def place(values: torch.Tensor, tables: RoundTables) -> torch.Tensor:
-    """[..., V] values -> [..., R, n, n]: values[index] where mask is 1, the fixed entries elsewhere."""
-    gathered = values.index_select(-1, tables.index.reshape(-1)).reshape(*values.shape[:-1], *tables.index.shape)
-    return gathered * tables.mask + tables.fixed
+    """[..., gates] angles -> [..., rounds, n, n] round matrices (two small products with constants, no gathers)."""
+    rounds, n = tables.partner.shape[0], tables.partner.shape[-1]
+    c = (torch.cos(angles) @ tables.cos_rows.to(angles.dtype)).reshape(*angles.shape[:-1], rounds, n, 1)
+    s = (torch.sin(angles) @ tables.sin_rows.to(angles.dtype)).reshape(*angles.shape[:-1], rounds, n, 1)
+    return c * tables.identity + s * tables.partner + tables.fixed
 
 
 def ordered_product(mats: torch.Tensor) -> torch.Tensor:
@@ -95,16 +99,16 @@ def ordered_product(mats: torch.Tensor) -> torch.Tensor:
         if count % 2:
             paired = torch.cat([paired, mats[..., count - 1 :, :, :]], dim=-3)
         mats = paired
-    return mats[..., 0, :, :]
+    return mats.squeeze(-3)  # not indexing: an index exports to a Gather, whose gradient (GatherGrad) is slow
 
 
 def chain_product(mats: torch.Tensor) -> torch.Tensor:
     """[..., chain, copies, n, n] -> A_1 A_2 ... A_M [..., copies, n, n]: a chain of rotations as one block matrix,
     since R_1 ... R_M = blockdiag(C_k(A_1 ... A_M)) by Cauchy-Binet."""
-    product = mats[..., 0, :, :, :]
-    for m in range(1, mats.shape[-4]):
-        product = product @ mats[..., m, :, :, :]
-    return product
+    first, *rest = mats.unbind(-4)  # not indexing: an index exports to a Gather, whose gradient (GatherGrad) is slow
+    for copy in rest:
+        first = first @ copy
+    return first
 
 
 def orthogonal(
@@ -116,19 +120,25 @@ def orthogonal(
     return ordered_product(round_matrices(angles, tables if tables is not None else round_tables(n, layout, depth)))
 
 
-def unconstrained(values: torch.Tensor, n: int, tables: RoundTables | None = None) -> torch.Tensor:
+class UpperTables(NamedTuple):
+    """The unconstrained control's static tables: values @ place, read as [n, n], plus the identity."""
+
+    place: torch.Tensor  # (n(n-1)/2, n * n): pair g of the planes order -> entry (i, j), i < j
+    identity: torch.Tensor  # (n, n)
+
+
+def unconstrained(values: torch.Tensor, n: int, tables: UpperTables | None = None) -> torch.Tensor:
     """[..., n(n-1)/2] free numbers -> [..., n, n] matrices I + T, T strictly upper triangular with the numbers in
     the planes circuit's pair order (the ablation's control: QuIC's parameter count without orthogonality).
-    Built by the same static gather as a round (`tables`: upper_tables(n))."""
-    return place(values, tables if tables is not None else upper_tables(n))[..., 0, :, :]
+    Placed by a product with a constant, as a round is (`tables`: upper_tables(n))."""
+    tables = tables if tables is not None else upper_tables(n)
+    return (values @ tables.place.to(values.dtype)).reshape(*values.shape[:-1], n, n) + tables.identity
 
 
-def upper_tables(n: int) -> RoundTables:
-    """One 'round' holding every pair (i, j), i < j, of the planes order, placed above the diagonal; 1s on it."""
+def upper_tables(n: int) -> UpperTables:
+    """Every pair (i, j), i < j, of the planes order, placed above the diagonal."""
     pairs = [p for r in planes_rounds(n) for p in r]
-    index = torch.zeros(1, n, n, dtype=torch.long)
-    mask = torch.zeros(1, n, n)
+    place = torch.zeros(len(pairs), n, n)
     for g, (i, j) in enumerate(pairs):
-        index[0, i, j] = g
-        mask[0, i, j] = 1.0
-    return RoundTables(index, mask, torch.eye(n).unsqueeze(0))
+        place[g, i, j] = 1.0
+    return UpperTables(place.reshape(len(pairs), n * n), torch.eye(n))

@@ -22,7 +22,7 @@ from torch import nn
 
 from .compounds import Selectors, compound
 from .config import QuICConfig, compound_width
-from .givens import RoundTables, chain_product, gate_count, orthogonal, unconstrained
+from .givens import RoundTables, UpperTables, chain_product, gate_count, orthogonal, unconstrained
 from .quantize import dequantized_weight, requantize_like
 from .targets import is_linear, layer_dims
 
@@ -166,7 +166,7 @@ def circuit_key(layer: QuICLinear) -> tuple:
     return layer.n, c.orders, c.layout, c.depth, tuple(layer.angles.shape), c.matrix
 
 
-CircuitTables = Callable[[tuple], tuple[RoundTables | None, dict[int, Selectors]]]
+CircuitTables = Callable[[tuple], tuple[RoundTables | UpperTables | None, dict[int, Selectors]]]
 
 
 def build_compounds(layers: list[QuICLinear], tables: CircuitTables | None = None) -> list[list[torch.Tensor]]:

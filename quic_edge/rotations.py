@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .compounds import Selectors, selectors
-from .givens import RoundTables, round_tables, upper_tables
+from .givens import RoundTables, UpperTables, round_tables, upper_tables
 from .layer import QuICLinear, build_compounds, circuit_key
 
 ATTRIBUTE = "quic_rotations"  # the child name under which an adapted model holds its Rotations
@@ -29,7 +29,7 @@ class Rotations(nn.Module):
         self.keys = list(dict.fromkeys(circuit_key(layer) for layer in self.layers))
         for g, (n, orders, layout, depth, _, matrix) in enumerate(self.keys):
             tables = upper_tables(n) if matrix == "unconstrained" else round_tables(n, layout, depth)
-            for name, table in zip(RoundTables._fields, tables, strict=True):
+            for name, table in tables._asdict().items():
                 self.register_buffer(f"circuit{g}_{name}", table, persistent=False)
             for k in orders:
                 if k > 1:
@@ -38,9 +38,10 @@ class Rotations(nn.Module):
                             self.register_buffer(f"circuit{g}_{side}{k}_{t}", table, persistent=False)
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def tables(self, key: tuple) -> tuple[RoundTables, dict[int, Selectors]]:
+    def tables(self, key: tuple) -> tuple[RoundTables | UpperTables, dict[int, Selectors]]:
         g = self.keys.index(key)
-        rounds = RoundTables(*(getattr(self, f"circuit{g}_{name}") for name in RoundTables._fields))
+        kind = UpperTables if key[-1] == "unconstrained" else RoundTables
+        rounds = kind(*(getattr(self, f"circuit{g}_{name}") for name in kind._fields))
         orders = key[1]
         return rounds, {k: Selectors(*(tuple(getattr(self, f"circuit{g}_{side}{k}_{t}") for t in range(k))
                                        for side in Selectors._fields)) for k in orders if k > 1}

@@ -98,6 +98,44 @@ def test_the_op_profile_times_every_node_of_the_graph_ort_runs(bundles, tmp_path
                                                                       if op in profile["by_op"]}
     assert set(graph_ops) - set(profile["by_op"]) <= {"Identity"}  # ORT may run an Identity without a kernel event
     assert profile["kernel_ms_per_step"] == pytest.approx(sum(v["ms"] for v in profile["by_op"].values()))
+    # the sides split the same kernels: what reads the token ids is on the tokens side, what reads the angles (the
+    # rotation build) on the fixed side
+    sides = profile["by_side"]
+    assert sum(v["ms"] for v in sides.values()) == pytest.approx(profile["kernel_ms_per_step"])
+    assert sum(v["nodes"] for v in sides.values()) == sum(v["nodes"] for v in profile["by_op"].values())
+    reads = {name: [n.name for n in graph.node if any(name in i for i in n.input)] for name in ("input_ids", "angles")}
+    assert reads["input_ids"] and reads["angles"]
+    side_of = profile_sides(folder, tmp_path / "sides")
+    assert {side_of[n] for n in reads["input_ids"] if n in side_of} == {"tokens"}
+    assert {side_of[n] for n in reads["angles"] if n in side_of} == {"fixed"}
+
+
+def profile_sides(folder, work) -> dict[str, str]:
+    """Each profiled node's side, from a fresh profile trace of one step."""
+    import json
+
+    from quic_edge.bench.memory import measuring_batch
+    from quic_edge.bench.op_profile import node_side
+    from quic_edge.runtimes.ort import OrtLoop
+
+    loop = OrtLoop(folder, work, profile=str(work / "trace"))
+    batch = measuring_batch(loop)
+    loop.train_step(batch)
+    loop.close()
+    events = json.loads(next(work.glob("trace*.json")).read_text())
+    tokens = batch["input_ids"].shape
+    return {e["name"].removesuffix("_kernel_time"): node_side(e["args"], tokens) for e in events
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+
+
+@pytest.mark.parametrize(("shape", "side"), [
+    ([8, 64, 384], "tokens"), ([512, 384], "tokens"), ([8, 12, 64, 64], "tokens"), ([3, 512, 105], "tokens"),
+    ([384, 384], "fixed"), ([12, 3, 105, 105], "fixed"), ([12, 1, 3, 315], "fixed"), ([8], "fixed"), ([], "fixed")])
+def test_a_kernel_is_on_the_tokens_side_when_a_tensor_holds_the_batch_tokens(shape, side):
+    from quic_edge.bench.op_profile import node_side
+
+    args = {"input_type_shape": [{"float": [384, 384]}], "output_type_shape": [{"float": shape}]}
+    assert node_side(args, (8, 64)) == side
 
 
 def test_kernel_times_average_only_the_last_runs():
@@ -113,6 +151,26 @@ def test_kernel_times_average_only_the_last_runs():
               run(20), kernel(21, "MatMul", 4000), kernel(22, "Add", 1000)]
     times = kernel_times(events, steps=2)
     assert times["by_op"] == {"MatMul": {"ms": 3.0, "nodes": 1}, "Add": {"ms": 1.0, "nodes": 1}}
+    assert "by_side" not in times  # no token shape given
+    assert kernel_times(events, steps=2, tokens=(8, 64))["by_side"] == {"tokens": {"ms": 0.0, "nodes": 0},
+                                                                        "fixed": {"ms": 4.0, "nodes": 2}}
     assert times["kernel_ms_per_step"] == 4.0
     with pytest.raises(ValueError, match="fewer than"):
         kernel_times(events, steps=4)
+
+
+def test_quic_builds_its_rotations_without_gathers(bundles):
+    """Nothing computed from the angles is a gather or a gather's gradient in the graph ORT trains: ORT's CPU
+    GatherGrad is a serial scatter-add (1.5 ms of QuIC (1,2)'s MiniLM step when it placed the Givens rounds), so the
+    rounds (quic_edge.givens) and the minors (quic_edge.compounds) are placed by products with constants."""
+    graph, _, _ = bundles["quic"]
+    reached = {i.name for i in graph.initializer if "angles" in i.name} | {i.name for i in graph.input
+                                                                           if "angles" in i.name}
+    assert reached
+    gathers = []
+    for node in graph.node:  # topological order
+        if any(i in reached for i in node.input):
+            reached.update(node.output)
+            if node.op_type.startswith("Gather"):
+                gathers.append((node.op_type, node.name))
+    assert not gathers

@@ -88,7 +88,10 @@ def round_matrices(angles: torch.Tensor, tables: RoundTables) -> torch.Tensor:
     rounds, n = tables.partner.shape[0], tables.partner.shape[-1]
     c = (torch.cos(angles) @ tables.cos_rows.to(angles.dtype)).reshape(*angles.shape[:-1], rounds, n, 1)
     s = (torch.sin(angles) @ tables.sin_rows.to(angles.dtype)).reshape(*angles.shape[:-1], rounds, n, 1)
-    return c * tables.identity + s * tables.partner + tables.fixed
+    # the constants at the rank of c and s: ExecuTorch's portable mul failed to size its output ("Failed to resize
+    # output tensor") for [1, 1, 1, R, n, 1] * [n, n] (one adapted layer, one block), as in pytorch/executorch#10959
+    lead = (1,) * (angles.dim() - 1)
+    return c * tables.identity.reshape(*lead, 1, n, n) + s * tables.partner.reshape(*lead, rounds, n, n) + tables.fixed
 
 
 def ordered_product(mats: torch.Tensor) -> torch.Tensor:

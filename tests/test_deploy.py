@@ -165,8 +165,12 @@ def test_swappable_graph_serves_each_person_like_their_merged_model(alex, minilm
 
 def test_swappable_graph_keeps_int8_and_refuses_a_delta_of_another_base(alex, swappable, tmp_path):
     initializers = onnx.load(str(swappable)).graph.initializer
-    fp32 = [i.name for i in initializers if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 4096]
-    assert fp32 == ["model.encoder.embeddings.word_embeddings.weight_scale"]  # one scale per vocabulary row
+    fp32 = {i.name: i for i in initializers if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 4096}
+    tables = {name for name in fp32 if name.endswith(("_cos_rows", "_sin_rows"))}  # the Givens rounds' placement
+    assert set(fp32) - tables == {"model.encoder.embeddings.word_embeddings.weight_scale"}  # a scale per vocabulary row
+    for name in tables:  # constants of 0 and +-1, one nonzero per column at most (quic_edge.givens.RoundTables)
+        values = onnx.numpy_helper.to_array(fp32[name])
+        assert set(np.unique(values)) <= {-1.0, 0.0, 1.0} and (np.count_nonzero(values, axis=0) <= 1).all()
     assert sum(np.prod(i.dims) for i in initializers if i.data_type == onnx.TensorProto.INT8) > 22_000_000
     tensors, meta = read_delta_file(alex["delta"])
     other = write_delta_file(tmp_path / "other.safetensors", tensors, identity_of(meta) | {"base_fingerprint": "0" * 64},

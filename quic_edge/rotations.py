@@ -27,8 +27,10 @@ class Rotations(nn.Module):
         super().__init__()
         self.layers = list(layers)  # a plain list: the layers stay children of the model, not of this module
         self.keys = list(dict.fromkeys(circuit_key(layer) for layer in self.layers))
+        self.kinds: list[type[RoundTables] | type[UpperTables]] = []  # each circuit's table type, to rebuild it
         for g, (n, orders, layout, depth, _, matrix) in enumerate(self.keys):
             tables = upper_tables(n) if matrix == "unconstrained" else round_tables(n, layout, depth)
+            self.kinds.append(type(tables))
             for name, table in tables._asdict().items():
                 self.register_buffer(f"circuit{g}_{name}", table, persistent=False)
             for k in orders:
@@ -40,7 +42,7 @@ class Rotations(nn.Module):
 
     def tables(self, key: tuple) -> tuple[RoundTables | UpperTables, dict[int, Selectors]]:
         g = self.keys.index(key)
-        kind = UpperTables if key[-1] == "unconstrained" else RoundTables
+        kind = self.kinds[g]
         rounds = kind(*(getattr(self, f"circuit{g}_{name}") for name in kind._fields))
         orders = key[1]
         return rounds, {k: Selectors(*(tuple(getattr(self, f"circuit{g}_{side}{k}_{t}") for t in range(k))

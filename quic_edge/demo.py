@@ -235,6 +235,11 @@ def delta_swap_matrix(model, tokenizer, splits, labels: list[str], seq_len: int,
     return matrix
 
 
+def task_of(summary: dict[str, Any]) -> DemoTask:
+    """The demo task a summary was made on (summaries written before the demo had tasks were triage)."""
+    return TASKS[summary["settings"].get("task", TRIAGE)]
+
+
 def write_report(folder: Path, summary: dict[str, Any]) -> None:
     """summary.md, results.json and two PNG plots (loss per step; accuracy before/after)."""
     import matplotlib
@@ -263,7 +268,7 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
                                       ("accuracy_after", "QuIC + head"))):
         ax.bar([x + (i - 1) * width for x in range(len(people))], [p[key] for p in people], width, label=name)
     ax.set_xticks(range(len(people)), labels)
-    units = TASKS[summary["settings"].get("task", TRIAGE)].units
+    units = task_of(summary).units
     if summary.get("labels"):
         ax.axhline(1 / len(summary["labels"]), color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set(ylim=(0, 1.2), ylabel="held-out accuracy", title=f"Accuracy on each person's held-out {units}")
@@ -277,7 +282,7 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
 
 def _markdown(summary: dict[str, Any]) -> str:
     s = summary["settings"]
-    task = TASKS[s.get("task", TRIAGE)]
+    task = task_of(summary)
     lines = [
         f"# On-device personalization demo ({summary['runtime']}): {task.title}",
         "",
@@ -313,7 +318,7 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
     if gain["shown"]:
         return [f"Yes: QuIC + head beats head only by {gain['mean_points']:+.1f} points on the people's held-out data "
                 f"(mean over people; {each})."]
-    why = TASKS[s.get("task", TRIAGE)].why_no_gain.format(n=s["n_train"])
+    why = task_of(summary).why_no_gain.format(n=s["n_train"])
     lines = [f"Not at this scale: QuIC + head against head only, {gain['mean_points']:+.1f} points on the people's "
              f"held-out data (mean over people; {each}), below the {gain['threshold_points']:.0f} points that would "
              f"show a gain. {why}"]

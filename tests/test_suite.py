@@ -41,12 +41,11 @@ def test_each_example_is_made_from_its_own_split_s_articles_with_the_label_it_wa
     swapped. Each example maps to the articles of its own split's pool."""
     owners = sentence_articles
     topic = [a.topic for a in articles()]
+    index = {id(a): i for i, a in enumerate(articles())}
+    owns = [{index[id(a)] for a in pool} for pool in article_pools(SIZES, seed=2)]
     for task in SUITE:
         split = suite_split(task, *SIZES, seed=2)
-        pools = article_pools(SIZES, seed=2)
-        index = {id(a): i for i, a in enumerate(articles())}
-        for examples, pool in zip((split.train, split.val, split.test), pools, strict=True):
-            own = {index[id(a)] for a in pool}
+        for examples, own in zip((split.train, split.val, split.test), owns, strict=True):
             if task == "bbc-word-order":
                 words = defaultdict(list)
                 for i in own:

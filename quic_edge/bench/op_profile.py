@@ -83,8 +83,9 @@ def kernel_times(events: list[dict[str, Any]], steps: int, top: int = 15,
             side = node_side(e["args"], tokens)
             by_side[side] += e["dur"] / 1e3 / steps
             side_nodes[side] += 1 / steps
-    sides = {"by_side": {side: {"ms": by_side[side], "nodes": round(side_nodes[side])} for side in ("tokens", "fixed")}}
-    return {"steps": steps, "kernel_ms_per_step": sum(by_op.values()),
-            "by_op": {op: {"ms": ms, "nodes": round(nodes[op])} for op, ms in by_op.most_common()},
-            "top_nodes": [[name, op, ms] for (name, op), ms in by_node.most_common(top)],
-            **(sides if tokens is not None else {})}
+    times = {"steps": steps, "kernel_ms_per_step": sum(by_op.values()),
+             "by_op": {op: {"ms": ms, "nodes": round(nodes[op])} for op, ms in by_op.most_common()},
+             "top_nodes": [[name, op, ms] for (name, op), ms in by_node.most_common(top)]}
+    if tokens is not None:
+        times["by_side"] = {side: {"ms": by_side[side], "nodes": round(side_nodes[side])} for side in ("tokens", "fixed")}
+    return times

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from quic_edge.bench.common import fresh_scratch
 from quic_edge.bench.device_memory import export, program_file
 from quic_edge.bench.executorch_ops import op_volume
 from quic_edge.bench.memory import measure_fresh
@@ -84,8 +84,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads of every measured loop (default: the loop's own; "
                         "1 makes the CPU time per step the step's work)")
     args = parser.parse_args()
-    work = Path(args.work) / args.runtime
-    shutil.rmtree(work, ignore_errors=True)
+    work = fresh_scratch(Path(args.work) / args.runtime)
     for case in CASES:
         export_case(case, args.runtime, work / case)
     steps: dict[str, list[float]] = {case: [] for case in CASES}

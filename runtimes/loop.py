@@ -34,6 +34,15 @@ UNUSABLE_PREFIX = "unusable-"  # where start_over moves checkpoints that could n
 Schedule = Callable[[int], float]  # step (0-based) -> learning-rate multiplier
 
 
+def linear_schedule(warmup: int, total: int) -> Schedule:
+    """Multiplier per step: linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return schedule
+
+
 class CheckpointError(ValueError):
     """No checkpoint in the work folder can be used; the message names the folder and how to start over."""
 

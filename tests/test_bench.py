@@ -396,3 +396,66 @@ def test_share_interval_lies_within_the_per_seed_shares(seeds):
     got = share_interval(quic, head, lora)
     assert got["no_lora_gain"] == 0.0
     assert min(per_seed) - 1e-9 <= got["low"] <= got["high"] <= max(per_seed) + 1e-9
+
+
+def test_a_scratch_folder_is_removed_only_when_a_benchmark_made_it(tmp_path):
+    from quic_edge.bench.common import SCRATCH_MARK, fresh_scratch
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="not a scratch folder a benchmark made"):
+        fresh_scratch(mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+    made = fresh_scratch(tmp_path / "a" / "b")  # parents made too
+    (made / "bundle.onnx").write_bytes(b"x")
+    assert fresh_scratch(made) == made and sorted(p.name for p in made.iterdir()) == [SCRATCH_MARK]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (fresh_scratch(empty) / SCRATCH_MARK).exists()
+
+
+def test_a_work_folder_with_runs_of_other_settings_is_kept_and_named(tmp_path, capsys):
+    """A run given a folder of finished runs made with other settings stops; it never deletes those runs."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "settings.json").write_text('{"epochs": 3}')
+    (work / "rows.jsonl").write_text('{"adapter": "head"}\n')
+    assert main(["bench", "compare", "--quick", "--out", str(tmp_path / "out"), "--work", str(work), "--no-progress"]) == 2
+    assert "holds runs finished with other settings" in capsys.readouterr().err
+    assert (work / "rows.jsonl").read_text() == '{"adapter": "head"}\n'
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep")
+    assert main(["bench", "compare", "--quick", "--out", str(tmp_path / "out"), "--work", str(notes), "--no-progress"]) == 2
+    assert "not a scratch folder" in capsys.readouterr().err and (notes / "todo.txt").read_text() == "keep"
+
+
+def test_the_linear_schedule_warms_up_then_decays_to_zero():
+    from quic_edge.bench.common import step_schedule
+
+    assert step_schedule("constant", 375) is None
+    f = step_schedule("linear", 375)  # 6 % of 375 steps: 22 warm-up steps
+    assert [f(s) for s in (0, 10, 21)] == pytest.approx([1 / 22, 11 / 22, 1.0])
+    assert f(22) == pytest.approx(1.0) and f(374) == pytest.approx(1 / 353) and f(375) == 0.0
+    assert all(f(s) >= f(s + 1) for s in range(22, 375))
+    with pytest.raises(ValueError, match="schedule: 'cosine' is not one of constant, linear"):
+        from quic_edge.bench.compare import CompareSettings
+
+        CompareSettings.make(schedule="cosine")
+
+
+def test_a_benchmark_run_trains_with_the_schedule_it_is_given(tmp_path):
+    """Head only, 4 steps of 8: the first step is the same (warm-up over 1 step reaches the full rate), the later
+    ones run at 2/3 and 1/3 of it, so the run's losses part; the schedule keys the work folder."""
+    runs = {}
+    for schedule in ("constant", "linear"):
+        out, work = tmp_path / f"out-{schedule}", tmp_path / f"work-{schedule}"
+        assert main(["bench", "compare", "--quick", "--adapters", "head", "--n-train", "32", "--schedule", schedule,
+                     "--out", str(out), "--work", str(work), "--no-progress"]) == 0
+        runs[schedule] = json.loads((out / "compare.json").read_text())["runs"][0]
+        assert ('"schedule"' in (work / "settings.json").read_text()) == (schedule == "linear")
+    assert runs["constant"]["steps"] == runs["linear"]["steps"] == 4
+    assert runs["constant"]["first_loss"] == runs["linear"]["first_loss"]
+    assert runs["constant"]["last_loss"] != pytest.approx(runs["linear"]["last_loss"], abs=1e-6)

@@ -16,6 +16,8 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--tasks", help="comma-separated suite tasks (default: the suite, quic_edge.suite.SUITE)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, help="epochs per run (default 3)")
+    p.add_argument("--schedule", choices=("constant", "linear"), help="learning rate per step: constant (default) or "
+                   "linear (warm-up over the first 6 %% of steps, then linear decay to 0)")
     p.add_argument("--n-train", type=int, help="training examples per task and seed (default 1000)")
     p.add_argument("--n-val", type=int, help="validation examples that choose the rates (default 200)")
     p.add_argument("--n-test", type=int, help="test examples per task and seed (default 600)")
@@ -26,7 +28,8 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     found = {"tasks": _names(args.tasks), "seeds": tuple(int(x) for x in _names(args.seeds) or ()) or None,
-             "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "out": args.out}
+             "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "out": args.out,
+             "schedule": args.schedule}
     return {k: v for k, v in found.items() if v is not None}
 
 

@@ -7,9 +7,11 @@ tensors (the head, and LoRA's A); it never changes the base.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
@@ -18,6 +20,9 @@ from quic_edge.config import QuICConfig
 from quic_edge.model import apply_quic
 from quic_edge.state import delta_parameters
 from quic_edge.suite import SUITE
+
+if TYPE_CHECKING:
+    from quic_edge.runtimes.loop import Schedule
 
 TARGETS = ("query", "value")
 QUERY_KEY = ("query", "key")  # the ablation's other targets: attention's scores only, the values untouched
@@ -28,6 +33,34 @@ VALUE_FFN_OUT = ("value", r"re:.*layer\.\d+\.output\.dense")
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
 LAYERS = 6  # MiniLM-L6's encoder layers
+
+
+SCRATCH_MARK = ".quic-edge-scratch"  # in every scratch folder a benchmark made, so that a later run may remove it
+
+
+def fresh_scratch(root: str | Path) -> Path:
+    """An empty scratch folder at `root`. A folder already there is removed only when it is empty or a benchmark made
+    it (SCRATCH_MARK is in it): a mistyped --work never deletes a user's files."""
+    root = Path(root)
+    if root.exists():
+        if not root.is_dir() or (any(root.iterdir()) and not (root / SCRATCH_MARK).exists()):
+            raise ValueError(f"{root}: not empty and not a scratch folder a benchmark made (no {SCRATCH_MARK} in it), "
+                             "so it is left as it is; name a new or empty folder with --work")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / SCRATCH_MARK).write_text("made by a quic-edge benchmark; the next run given this folder removes it\n")
+    return root
+
+
+SCHEDULES = ("constant", "linear")
+WARMUP_SHARE = 0.06  # "linear": the first 6 % of a run's steps warm up (the usual for fine-tuning BERT-like encoders)
+
+
+def step_schedule(name: str, total: int) -> Schedule | None:
+    """The learning-rate multiplier per step for a run of `total` steps (None: the bundle's rate throughout)."""
+    from quic_edge.runtimes.loop import linear_schedule
+
+    return linear_schedule(max(1, round(WARMUP_SHARE * total)), total) if name == "linear" else None
 
 
 @dataclass(frozen=True)
@@ -42,10 +75,15 @@ class RunSettings:
     epochs: int = 3
     batch_size: int = 8
     seq_len: int = 64
+    schedule: str = "constant"  # the learning rate per step; "linear": SCHEDULES' warm-up, then linear decay to 0
     out: str = "benchmarks/results"
     quick: bool = False
     QUICK: ClassVar[dict[str, Any]] = dict(tasks=("bbc-same-topic",), seeds=(0,), n_train=16, n_val=16, n_test=16,
                                            epochs=1, quick=True)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
     @classmethod
     def make(cls, quick: bool = False, **overrides: Any):

@@ -44,8 +44,10 @@ from quic_edge.bench.common import (
     TARGETS,
     RunSettings,
     adapter_numbers,
+    fresh_scratch,
     lora_all_linear_numbers,
     mean_spread,
+    step_schedule,
 )
 from quic_edge.data import Example
 from quic_edge.state import delta_parameters
@@ -118,13 +120,20 @@ class Runner:
 
     def _resume(self) -> dict[tuple, dict[str, Any]]:
         """Rows finished by an earlier run with the same data settings (another list of adapters, tasks or seeds, or
-        another job count, picks them up; a run with other data settings starts afresh: the work folder is removed)."""
+        another job count, picks them up). Finished runs made with other data settings are never removed: the run
+        stops and asks for another work folder."""
         settings, rows = self.root / "settings.json", self.root / "rows.jsonl"
         data = ("n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len", "quick")  # rows are keyed by task, seed
-        wanted = json.dumps({k: v for k, v in asdict(self.s).items() if k in data}, sort_keys=True)
+        keyed = {k: v for k, v in asdict(self.s).items() if k in data}
+        if self.s.schedule != "constant":  # folders of runs made before there was a choice stay valid
+            keyed["schedule"] = self.s.schedule
+        wanted = json.dumps(keyed, sort_keys=True)
         if not (settings.exists() and settings.read_text() == wanted and rows.exists()):
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root.mkdir(parents=True)
+            if settings.exists() and rows.exists() and rows.stat().st_size:
+                raise ValueError(f"{self.root} holds runs finished with other settings ({settings.read_text()}; "
+                                 f"this run: {wanted}); name another folder with --work, or remove that one to "
+                                 "start afresh")
+            fresh_scratch(self.root)
             settings.write_text(wanted)
             return {}
         done = {}
@@ -257,7 +266,9 @@ def train_and_evaluate(export: dict[str, Any], split, seed: int, s: CompareSetti
     if seed in export["inits"]:
         with np.load(export["inits"][seed]) as init:
             loop.load_parameters({k: init[k] for k in init.files})
-    report = loop.fit(_generic(split.train, split.labels), epochs=s.epochs, seed=seed, progress=False)
+    total = len(split.train) // loop.batch_size * s.epochs
+    report = loop.fit(_generic(split.train, split.labels), epochs=s.epochs, seed=seed, progress=False,
+                      schedule=step_schedule(s.schedule, total))
     row = {"val": loop.evaluate(_generic(split.val, split.labels)), "test": loop.evaluate(_generic(split.test, split.labels)),
            "train_seconds": report.seconds, "steps": report.steps, "first_loss": report.losses[0],
            "last_loss": report.losses[-1], "delta_bytes": loop.export_delta(Path(work) / "delta.safetensors").stat().st_size}

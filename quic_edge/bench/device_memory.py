@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quic_edge.bench.common import ADAPTERS
+from quic_edge.bench.common import ADAPTERS, fresh_scratch
 from quic_edge.bench.executorch_ops import volume_table
 from quic_edge.bench.memory import measure_fresh
 
@@ -270,8 +269,7 @@ def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict
         results = read(out / f"{stem}.json")
         of_kind(out / f"{stem}.json", lambda: markdown(results), f"a {stem} results file this benchmark wrote")
     else:
-        root = Path(args.work)
-        shutil.rmtree(root, ignore_errors=True)
+        root = fresh_scratch(args.work)
         results = run(args.rounds, root)
         out.mkdir(parents=True, exist_ok=True)  # the measurements first: a bad --accuracy file must not lose them
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
@@ -294,8 +292,7 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="also measure LoRA and QuIC without the recompute rewrite")
     parser.add_argument("--no-executorch", action="store_true", help="skip the ExecuTorch planned-buffer figures")
     args = parser.parse_args()
-    root = Path(args.work)
-    shutil.rmtree(root, ignore_errors=True)
+    root = fresh_scratch(args.work)
     results = run(args.rounds, root, args.before, not args.no_executorch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

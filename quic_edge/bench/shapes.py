@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from quic_edge.bench.common import ADAPTERS
+from quic_edge.bench.common import ADAPTERS, fresh_scratch
 from quic_edge.bench.device_memory import STEPS, cost_cells, export, peak, plot_spread, range_text, ratios_within_rounds
 from quic_edge.bench.memory import measure_fresh
 
@@ -129,8 +128,7 @@ def main() -> None:
             raise ValueError(f"--adapters: unknown {unknown}; choose from {', '.join(SWEPT)}")
     except ValueError as e:
         parser.error(str(e))
-    root = Path(args.work)
-    shutil.rmtree(root, ignore_errors=True)
+    root = fresh_scratch(args.work)
     results = run(args.rounds, root, shapes, adapters)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,19 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def linear_schedule(warmup: int, total: int):
-    """Multiplier per step: linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return schedule
-
-
 def run(args: argparse.Namespace) -> int:
     from quic_edge.data import read_examples
     from quic_edge.images import read_images
     from quic_edge.runtimes import open_loop
+    from quic_edge.runtimes.loop import linear_schedule
 
     if args.epochs < 1:
         raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")

@@ -456,6 +456,8 @@ def test_a_benchmark_run_trains_with_the_schedule_it_is_given(tmp_path):
                      "--out", str(out), "--work", str(work), "--no-progress"]) == 0
         runs[schedule] = json.loads((out / "compare.json").read_text())["runs"][0]
         assert ('"schedule"' in (work / "settings.json").read_text()) == (schedule == "linear")
+        said = {"constant": "at a constant learning rate", "linear": "then decayed linearly to 0"}[schedule]
+        assert said in (out / "compare.md").read_text()
     assert runs["constant"]["steps"] == runs["linear"]["steps"] == 4
     assert runs["constant"]["first_loss"] == runs["linear"]["first_loss"]
     assert runs["constant"]["last_loss"] != pytest.approx(runs["linear"]["last_loss"], abs=1e-6)

@@ -40,6 +40,16 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def schedule_text(s: dict[str, Any]) -> str:
+    """How the learning rate moved over a run's steps, as the tables' introductions say it."""
+    from quic_edge.bench.common import WARMUP_SHARE
+
+    if s.get("schedule", "constant") == "linear":
+        return (f"with the learning rate warmed up over the first {WARMUP_SHARE:.0%} of steps, then decayed linearly to 0 "
+                "(--schedule linear)")
+    return "at a constant learning rate"
+
+
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
     tasks = s["tasks"]
@@ -48,7 +58,8 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])}; "
         f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of "
-        f"{s['n_train']} training examples; {s['n_val']} validation examples choose the learning rates (seed "
+        f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
+        f"learning rates (seed "
         f"{s['seeds'][0]}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
         "The head trains at the rate head-only training chose on validation; each adapter searches its own rate.",
         "",
@@ -134,7 +145,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, the full planes circuit; the blocks "
         f"group changes the block count and with it n, at about the same angles), trained as "
         f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value, ONNX Runtime device loop, AdamW, batch "
-        f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples; its own rate "
+        f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples "
+        f"{schedule_text(s)}; its own rate "
         f"chosen on {s['n_val']} validation examples (seed {s['seeds'][0]}), the head at head-only's rate; "
         f"{s['n_test']} test examples over seeds {list(s['seeds'])} (mean ± sample std). Points: over head only; "
         "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means, with a paired bootstrap "

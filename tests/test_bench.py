@@ -461,3 +461,16 @@ def test_a_benchmark_run_trains_with_the_schedule_it_is_given(tmp_path):
     assert runs["constant"]["steps"] == runs["linear"]["steps"] == 4
     assert runs["constant"]["first_loss"] == runs["linear"]["first_loss"]
     assert runs["constant"]["last_loss"] != pytest.approx(runs["linear"]["last_loss"], abs=1e-6)
+
+
+def test_the_schedule_choices_on_the_command_line_are_the_ones_the_settings_take():
+    """The parser is built without importing torch, so its choices are written out; they must not drift."""
+    import argparse
+
+    from quic_edge.bench.cli import add_compare_arguments
+    from quic_edge.bench.common import SCHEDULES, WARMUP_SHARE
+
+    parser = argparse.ArgumentParser()
+    add_compare_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "schedule")
+    assert tuple(action.choices) == SCHEDULES and f"{WARMUP_SHARE:.0%}".replace("%", " %%") in action.help

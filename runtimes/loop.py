@@ -204,6 +204,10 @@ class DeviceLoop(ABC):
         seq_len = int(self.manifest["inputs"][0]["shape"][1])
         return encode_examples(tokenizer, examples, self.labels, seq_len)
 
+    def steps_for(self, examples: int, epochs: int) -> int:
+        """The steps fit takes over `examples` examples for `epochs` epochs (full batches only: the rest is left)."""
+        return examples // self.batch_size * epochs
+
     def fit(
         self, examples: list[Example], epochs: int = 1, seed: int = 0, schedule: Schedule | None = None,
         checkpoint_every: int = 0, progress: bool = True, on_step: Callable[[int, float], None] | None = None,
@@ -213,8 +217,7 @@ class DeviceLoop(ABC):
         if len(targets) < self.batch_size:
             raise ValueError(f"{len(targets)} examples are fewer than one batch of {self.batch_size}")
         rng = np.random.default_rng(seed)
-        per_epoch = len(targets) // self.batch_size
-        total = per_epoch * epochs
+        total = self.steps_for(len(targets), epochs)
         report, start = TrainReport(), time.perf_counter()
         bar = _progress(total, progress, f"training ({self.runtime})")
         target_name = self.manifest["target"]["name"]

@@ -91,6 +91,27 @@ def test_train_command_in_a_torch_free_process_then_resume(bundle, tmp_path):
     np.testing.assert_allclose(loop.logits(inputs), expected, rtol=0, atol=1e-4)
 
 
+def test_train_warmup_runs_each_step_at_its_scheduled_rate(bundle, tmp_path):
+    """--warmup 1 over 4 steps: the rate multipliers are 1, 1, 2/3, 1/3 (warm-up, then linear decay to 0 at the end);
+    the device loop given those multipliers by hand trains the same delta, and no schedule trains another."""
+    from quic_edge.formats.delta_file import read_delta_file
+
+    rows = examples(32, 2)
+    data = write_csv(tmp_path / "train.csv", [(e.text, e.label) for e in rows])
+    assert main(["train", "--bundle", str(bundle), "--data", data, "--out", str(tmp_path / "cmd"), "--warmup", "1",
+                 "--no-progress"]) == 0
+    by_command, _ = read_delta_file(tmp_path / "cmd" / "delta.safetensors")
+    deltas = {}
+    for name, schedule in (("by_hand", [1.0, 1.0, 2 / 3, 1 / 3].__getitem__), ("constant", None)):
+        loop = OrtLoop(bundle, tmp_path / name)
+        loop.fit(rows, epochs=1, seed=0, schedule=schedule, progress=False)
+        deltas[name], _ = read_delta_file(loop.export_delta(tmp_path / f"{name}.safetensors"))
+    assert by_command.keys() == deltas["by_hand"].keys()
+    for key, value in by_command.items():
+        np.testing.assert_array_equal(value, deltas["by_hand"][key])
+    assert any(not np.array_equal(value, deltas["constant"][key]) for key, value in by_command.items())
+
+
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [

@@ -266,7 +266,7 @@ def train_and_evaluate(export: dict[str, Any], split, seed: int, s: CompareSetti
     if seed in export["inits"]:
         with np.load(export["inits"][seed]) as init:
             loop.load_parameters({k: init[k] for k in init.files})
-    total = len(split.train) // loop.batch_size * s.epochs
+    total = loop.steps_for(len(split.train), s.epochs)
     report = loop.fit(_generic(split.train, split.labels), epochs=s.epochs, seed=seed, progress=False,
                       schedule=step_schedule(s.schedule, total))
     row = {"val": loop.evaluate(_generic(split.val, split.labels)), "test": loop.evaluate(_generic(split.test, split.labels)),

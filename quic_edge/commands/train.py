@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     examples = read(args.data, args.skip_bad_rows)
     if args.lr is not None:
         loop.manifest["optimizer"]["lr"] = args.lr
-    total = (len(examples) // loop.batch_size) * args.epochs
+    total = loop.steps_for(len(examples), args.epochs)
     schedule = linear_schedule(args.warmup, total) if args.warmup else None
     start = loop.step
     report = loop.fit(examples, epochs=args.epochs, seed=args.seed, schedule=schedule, progress=not args.no_progress,

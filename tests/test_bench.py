@@ -348,6 +348,37 @@ def test_a_search_whose_best_rate_is_its_top_tries_the_next_rate_up():
     assert rate_above_best(rows((3e-5, 0.5))) == 1e-4
 
 
+def test_a_refined_search_tries_the_rates_halfway_between_the_best_and_its_neighbours():
+    from quic_edge.bench.compare import rates_beside_best
+
+    def rows(*pairs):
+        return [{"lr": lr, "val": val} for lr, val in pairs]
+
+    assert rates_beside_best(rows((1e-5, 0.5), (1e-3, 0.55), (3e-3, 0.63), (1e-2, 0.71), (3e-2, 0.53))) == [5e-3, 2e-2]
+    assert rates_beside_best(rows((1e-5, 0.5), (3e-4, 0.55), (1e-3, 0.75), (3e-3, 0.77), (1e-2, 0.5))) == [2e-3, 5e-3]
+    assert rates_beside_best(rows((1e-5, 0.6), (3e-4, 0.55))) == [5e-5]  # the best at the bottom: only above it
+    assert rates_beside_best(rows((3e-3, 0.6), (5e-3, 0.7), (1e-2, 0.6), (2e-2, 0.5))) == [4e-3, 7e-3]
+    assert rates_beside_best(rows((1e-3, 0.6), (2e-3, 0.7), (3e-3, 0.6))) == []  # halfway rounds onto tried rates
+
+
+def test_a_refined_benchmark_search_runs_the_midpoints_and_chooses_among_all_it_tried(tmp_path):
+    """Head only, a real (tiny) search: the ladder, then the rates beside its best; the choice is the best of all
+    on validation, and the table says how the rates were searched."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert main(["bench", "compare", "--adapters", "head", "--tasks", "bbc-same-topic", "--seeds", "0", "--n-train", "16",
+                 "--n-val", "16", "--n-test", "16", "--epochs", "1", "--refine", "--out", str(out), "--work", str(work),
+                 "--no-progress"]) == 0
+    from quic_edge.bench.compare import best_row, rates_beside_best
+
+    summary = json.loads((out / "compare.json").read_text())
+    search = summary["adapters"]["head"]["tasks"]["bbc-same-topic"]
+    tried = [r["lr"] for r in summary["runs"]]
+    ladder = [r for r in summary["runs"] if r["lr"] in (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)]
+    assert set(rates_beside_best(ladder)) <= set(tried) and len(tried) > len(ladder)
+    assert search["lr"] == best_row(summary["runs"])["lr"]
+    assert summary["settings"]["refine"] and "(--refine)" in (out / "compare.md").read_text()
+
+
 def test_the_ablation_help_names_every_configuration():
     """The help text is written out (building the parser must not import torch); it must not drift from ROWS."""
     import argparse

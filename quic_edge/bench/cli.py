@@ -39,6 +39,9 @@ def _training(p: argparse.ArgumentParser, what: str, adapters: str) -> None:
     p.add_argument("--work", help="scratch folder for bundles, work dirs and the finished runs (rows.jsonl), shared by "
                    "compare and ablation (default runs/bench-compare)")
     p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
+    p.add_argument("--refine", action="store_true", help="after each search's 1-3-10 ladder, also try the rates "
+                   "halfway between the best and its neighbours (3e-3, 1e-2, 3e-2: 5e-3 and 2e-2); the work folder's "
+                   "finished runs are reused")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,6 +64,8 @@ def _training_overrides(args: argparse.Namespace) -> dict:
         overrides["work"] = args.work
     if args.jobs:
         overrides["jobs"] = args.jobs
+    if args.refine:
+        overrides["refine"] = True
     return overrides
 
 

@@ -11,7 +11,9 @@ How (issue 12's protocol):
 3. Every other adapter trains its head at that rate and searches its own rate over its grid on seed 0 (each grid
    starts with a rate at which the adapter barely moves, so a choice below head only on validation is avoidable).
    Where the best rate is the grid's largest, the search goes one step up the 1-3-10 ladder, up to MAX_EXTENSIONS
-   times, while the top stays the best (the grid's top is then not a wall the choice leans on).
+   times, while the top stays the best (the grid's top is then not a wall the choice leans on). With refine, the
+   search then tries the rates halfway (geometrically, one significant digit: 1e-2 and 3e-2 give 2e-2) between the
+   best and each tried neighbour, once, so the choice is never more than a factor of about 1.7 from a tried rate.
 4. The chosen rate is run for the other seeds. Reported: test accuracy over seeds (mean, std, min, max), the
    validation accuracy that chose, and for QuIC the share of LoRA's gain over head only it captures,
    (acc_QuIC - acc_head) / (acc_LoRA - acc_head).
@@ -61,6 +63,7 @@ class CompareSettings(RunSettings):
     adapters: tuple[str, ...] = MAIN
     work: str = "runs/bench-compare"
     jobs: int = 2  # training processes at once, one runtime thread each
+    refine: bool = False  # after the ladder, also the rates halfway between the best and its neighbours
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
 
 
@@ -197,6 +200,9 @@ class Runner:
             if not more:
                 break
             found += self.run(more)
+        if self.s.refine and len(rates) > 1:
+            found += self.run([(name, mid, head_lr[t], t, search_seed) for t in self.s.tasks
+                               for mid in rates_beside_best([r for r in found if r["task"] == t])])
         chosen = {}
         for task in self.s.tasks:
             rows = [r for r in found if r["task"] == task]
@@ -225,6 +231,15 @@ def rate_above_best(rows: list[dict[str, Any]]) -> float | None:
     exponent = math.floor(math.log10(top) + 1e-9)
     mantissa = top / 10**exponent
     return float(f"{3 * 10**exponent if mantissa < 2 else 10 ** (exponent + 1):.0e}")
+
+
+def rates_beside_best(rows: list[dict[str, Any]]) -> list[float]:
+    """The rates halfway, geometrically and to one significant digit, between a search's best rate and the tried rate
+    just below it and just above it (those not tried yet): 3e-3, 1e-2 (best), 3e-2 give 5e-3 and 2e-2."""
+    best, tried = best_row(rows)["lr"], sorted({r["lr"] for r in rows})
+    below, above = [r for r in tried if r < best], [r for r in tried if r > best]
+    mids = [float(f"{math.sqrt(best * n):.0e}") for n in ([below[-1]] if below else []) + ([above[0]] if above else [])]
+    return [m for m in mids if m not in tried]
 
 
 def _key(row: dict[str, Any]) -> tuple:

@@ -50,6 +50,14 @@ def schedule_text(s: dict[str, Any]) -> str:
     return "at a constant learning rate"
 
 
+def search_text(s: dict[str, Any]) -> str:
+    """Which rates a search tried, as the tables' introductions say it."""
+    if s.get("refine"):
+        return ("a 1-3-10 ladder of rates, then the rates halfway (geometric) between the best and its neighbours "
+                "(--refine)")
+    return "a 1-3-10 ladder of rates"
+
+
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
     tasks = s["tasks"]
@@ -61,7 +69,8 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
         f"learning rates (seed "
         f"{s['seeds'][0]}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
-        "The head trains at the rate head-only training chose on validation; each adapter searches its own rate.",
+        f"The head trains at the rate head-only training chose on validation; each adapter searches its own rate over "
+        f"{search_text(s)}.",
         "",
         "| adapter | trainable (adapter + head) | " + " | ".join(f"{t}: test acc (rate)" for t in tasks) + " |",
         "|---" * (2 + len(tasks)) + "|",
@@ -146,7 +155,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"group changes the block count and with it n, at about the same angles), trained as "
         f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value, ONNX Runtime device loop, AdamW, batch "
         f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples "
-        f"{schedule_text(s)}; its own rate "
+        f"{schedule_text(s)}; its own rate (searched over {search_text(s)}) "
         f"chosen on {s['n_val']} validation examples (seed {s['seeds'][0]}), the head at head-only's rate; "
         f"{s['n_test']} test examples over seeds {list(s['seeds'])} (mean ± sample std). Points: over head only; "
         "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means, with a paired bootstrap "

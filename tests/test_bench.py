@@ -48,7 +48,7 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     head_lr = summary["head_lr"][task]
     for name, row in rows.items():
         t = row["tasks"][task]
-        assert 0.0 <= t["test"]["mean"] <= 1.0 and 0.0 <= t["val_search_seed"] <= 1.0
+        assert 0.0 <= t["test"]["mean"] <= 1.0 and 0.0 <= t["val_selection"] <= 1.0
         assert t["head_lr"] == (None if name == "head" else head_lr)  # every adapter's head at head-only's rate
     assert rows["quic12"]["tasks"][task]["delta_bytes"] > rows["head"]["tasks"][task]["delta_bytes"]
     runs = summary["runs"]  # each run saw the validation split; the choice came from it, never from test
@@ -103,7 +103,7 @@ def test_ablation_row_measures_each_configuration_against_head_and_lora():
     def adapter(title, numbers, values, lr):
         mean = sum(values) / len(values)
         return {"title": title, "adapter_numbers": numbers, "trainable": numbers + 770, "tasks": {"t": {
-            "lr": lr, "val_search_seed": 0.6, "test": {"mean": mean, "std": 0.0, "values": values}}}}
+            "lr": lr, "val_selection": 0.6, "test": {"mean": mean, "std": 0.0, "values": values}}}}
 
     result = {"adapters": {"head": adapter("head only", 0, [0.50, 0.52, 0.54], 1e-2),
                            "lora8": adapter("LoRA", 73728, [0.70, 0.72, 0.74], 3e-4),
@@ -377,6 +377,48 @@ def test_a_refined_benchmark_search_runs_the_midpoints_and_chooses_among_all_it_
     assert set(rates_beside_best(ladder)) <= set(tried) and len(tried) > len(ladder)
     assert search["lr"] == best_row(summary["runs"])["lr"]
     assert summary["settings"]["refine"] and "(--refine)" in (out / "compare.md").read_text()
+
+
+def test_a_search_chooses_on_each_rate_s_mean_validation_over_its_seeds():
+    from quic_edge.bench.compare import best_row, rate_means
+
+    runs = [{"lr": 1e-2, "val": 0.80, "test": 0.7}, {"lr": 3e-3, "val": 0.70, "test": 0.6},
+            {"lr": 1e-2, "val": 0.50, "test": 0.5}, {"lr": 3e-3, "val": 0.72, "test": 0.8}]
+    means = rate_means(runs)
+    assert [m["lr"] for m in means] == [3e-3, 1e-2]
+    assert means[0]["val"] == pytest.approx(0.71) and means[1]["val"] == pytest.approx(0.65)
+    assert means[0]["test"] == pytest.approx(0.7) and means[1]["vals"] == [0.80, 0.50]
+    assert best_row(means)["lr"] == 3e-3  # the first seed alone (0.80 at 1e-2) would choose 1e-2
+    assert rate_means(runs[:2]) == [{"lr": 3e-3, "val": 0.70, "test": 0.6, "vals": [0.70]},
+                                    {"lr": 1e-2, "val": 0.80, "test": 0.7, "vals": [0.80]}]
+
+
+def test_a_benchmark_search_on_two_seeds_runs_every_rate_on_both_and_chooses_on_their_mean(tmp_path):
+    """Head only, a real (tiny) search with --select-seeds 2 over three seeds: every ladder rate on seeds 0 and 1,
+    the choice the best mean, seed 2 at the chosen rate only; the table says on which seeds the rates were chosen."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert main(["bench", "compare", "--adapters", "head", "--tasks", "bbc-same-topic", "--seeds", "0,1,2", "--n-train",
+                 "16", "--n-val", "16", "--n-test", "16", "--epochs", "1", "--select-seeds", "2", "--out", str(out),
+                 "--work", str(work), "--no-progress"]) == 0
+    from quic_edge.bench.compare import best_row, rate_means
+
+    summary = json.loads((out / "compare.json").read_text())
+    runs, chosen = summary["runs"], summary["adapters"]["head"]["tasks"]["bbc-same-topic"]
+    ladder = sorted({r["lr"] for r in runs if r["seed"] == 0})
+    assert len(ladder) >= 3 and sorted(r["lr"] for r in runs if r["seed"] == 1) == ladder
+    assert chosen["lr"] == best_row(rate_means([r for r in runs if r["seed"] in (0, 1)]))["lr"]
+    assert [r["lr"] for r in runs if r["seed"] == 2] == [chosen["lr"]] and chosen["selection_seeds"] == [0, 1]
+    assert chosen["val_selection"] == pytest.approx(
+        sum(r["val"] for r in runs if r["lr"] == chosen["lr"] and r["seed"] < 2) / 2)
+    assert "mean over seeds 0, 1 (--select-seeds 2)" in (out / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("k", ["0", "4"])
+def test_choosing_on_more_seeds_than_the_run_trains_is_a_clear_error(tmp_path, capsys, k):
+    assert main(["bench", "compare", "--adapters", "head", "--seeds", "0,1,2", "--select-seeds", k, "--out",
+                 str(tmp_path), "--work", str(tmp_path / "w"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"select-seeds: {k} is not between 1 and the number of seeds (3)" in err and "Traceback" not in err
 
 
 def test_the_ablation_help_names_every_configuration():

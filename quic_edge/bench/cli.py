@@ -42,6 +42,9 @@ def _training(p: argparse.ArgumentParser, what: str, adapters: str) -> None:
     p.add_argument("--refine", action="store_true", help="after each search's 1-3-10 ladder, also try the rates "
                    "halfway between the best and its neighbours (3e-3, 1e-2, 3e-2: 5e-3 and 2e-2); the work folder's "
                    "finished runs are reused")
+    p.add_argument("--select-seeds", type=int, metavar="K", help="each search chooses on the mean validation accuracy "
+                   "of the first K seeds, each rate run on each of them (default 1: the first seed's; sturdier against "
+                   "one split's noise, at K times the search's runs); the work folder's finished runs are reused")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +69,8 @@ def _training_overrides(args: argparse.Namespace) -> dict:
         overrides["jobs"] = args.jobs
     if args.refine:
         overrides["refine"] = True
+    if args.select_seeds is not None:
+        overrides["select_seeds"] = args.select_seeds
     return overrides
 
 

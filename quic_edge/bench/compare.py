@@ -7,8 +7,9 @@ device loop, with learning rates chosen on a validation split.
 How (issue 12's protocol):
 1. Per task and seed, a leak-free split (quic_edge.suite): a validation split is carved beside the training data;
    the test split is never used to choose anything.
-2. Head only first: its learning-rate grid on seed 0; the best validation accuracy picks the head's rate per task.
-3. Every other adapter trains its head at that rate and searches its own rate over its grid on seed 0 (each grid
+2. Head only first: its learning-rate grid on the first seed (with select_seeds = K, on each of the first K seeds);
+   the best validation accuracy (the mean over those seeds) picks the head's rate per task.
+3. Every other adapter trains its head at that rate and searches its own rate over its grid the same way (each grid
    starts with a rate at which the adapter barely moves, so a choice below head only on validation is avoidable).
    Where the best rate is the grid's largest, the search goes one step up the 1-3-10 ladder, up to MAX_EXTENSIONS
    times, while the top stays the best (the grid's top is then not a wall the choice leans on). With refine, the
@@ -55,8 +56,6 @@ from quic_edge.data import Example
 from quic_edge.state import delta_parameters
 from quic_edge.suite import suite_split
 
-OTHERS_GRID_SEED = 0  # the seed every search runs on
-
 
 @dataclass(frozen=True)
 class CompareSettings(RunSettings):
@@ -64,7 +63,14 @@ class CompareSettings(RunSettings):
     work: str = "runs/bench-compare"
     jobs: int = 2  # training processes at once, one runtime thread each
     refine: bool = False  # after the ladder, also the rates halfway between the best and its neighbours
+    select_seeds: int = 1  # each search chooses on the mean validation accuracy of this many first seeds
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.select_seeds <= len(self.seeds):
+            raise ValueError(f"select-seeds: {self.select_seeds} is not between 1 and the number of seeds "
+                             f"({len(self.seeds)}); choose on at most as many seeds as the run trains")
 
 
 def grid(name: str, quick: bool) -> tuple[float, ...]:
@@ -190,31 +196,46 @@ class Runner:
         return rows
 
     def search(self, name: str, head_lr: dict[str, float | None]) -> dict[str, dict[str, Any]]:
-        """The rate with the best validation accuracy on the search seed, per task, then the other seeds at it."""
-        search_seed = self.s.seeds[0]
+        """Per task, the rate with the best validation accuracy (the mean over the selection seeds), then the other
+        seeds at it."""
+        selection = self.s.seeds[: self.s.select_seeds]
         rates = grid(name, self.s.quick)
-        found = self.run([(name, lr, head_lr[t], t, search_seed) for t in self.s.tasks for lr in rates])
+
+        def trials(pairs) -> list[dict[str, Any]]:
+            return self.run([(name, lr, head_lr[t], t, seed) for t, lr in pairs for seed in selection])
+
+        def per_rate(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+            return rate_means([r for r in rows if r["task"] == task])
+
+        found = trials((t, lr) for t in self.s.tasks for lr in rates)
         for _ in range(MAX_EXTENSIONS if len(rates) > 1 else 0):  # the best at the grid's top: try the next rate up
-            more = [(name, up, head_lr[t], t, search_seed) for t in self.s.tasks
-                    if (up := rate_above_best([r for r in found if r["task"] == t]))]
+            more = [(t, up) for t in self.s.tasks if (up := rate_above_best(per_rate(found, t)))]
             if not more:
                 break
-            found += self.run(more)
+            found += trials(more)
         if self.s.refine and len(rates) > 1:
-            found += self.run([(name, mid, head_lr[t], t, search_seed) for t in self.s.tasks
-                               for mid in rates_beside_best([r for r in found if r["task"] == t])])
+            found += trials((t, mid) for t in self.s.tasks for mid in rates_beside_best(per_rate(found, t)))
         chosen = {}
         for task in self.s.tasks:
-            rows = [r for r in found if r["task"] == task]
-            best = best_row(rows)
-            chosen[task] = {"lr": best["lr"], "head_lr": head_lr[task], "search": [
-                {"lr": r["lr"], "val": r["val"], "test": r["test"]} for r in rows]}
-        rest = [(name, chosen[t]["lr"], head_lr[t], t, seed) for t in self.s.tasks for seed in self.s.seeds[1:]]
+            means = per_rate(found, task)
+            chosen[task] = {"lr": best_row(means)["lr"], "head_lr": head_lr[task], "selection_seeds": list(selection),
+                            "search": means}
+        rest = [(name, chosen[t]["lr"], head_lr[t], t, seed) for t in self.s.tasks for seed in self.s.seeds[len(selection):]]
         self.run(rest)
         return chosen
 
 
 MAX_EXTENSIONS = 2  # at most this many rates above a grid's top, one at a time while the top stays the best
+
+
+def rate_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One search's runs (one task), per rate: validation and test accuracy averaged over the seeds it ran, and each
+    seed's validation accuracy; ordered by rate. The search chooses on these means."""
+    by_rate: dict[float, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_rate.setdefault(row["lr"], []).append(row)
+    return [{"lr": lr, "val": float(np.mean([r["val"] for r in runs])), "test": float(np.mean([r["test"] for r in runs])),
+             "vals": [r["val"] for r in runs]} for lr, runs in sorted(by_rate.items())]
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -302,7 +323,7 @@ def adapter_row(name: str, chosen: dict[str, dict[str, Any]], runner: Runner) ->
                 and r["head_lr"] == choice["head_lr"]]
         tests = [r["test"] for r in runs]
         result["tasks"][task] = {**choice, "test": mean_spread(tests) | {"values": tests},
-                                 "val_search_seed": next(r["val"] for r in runs if r["seed"] == runner.s.seeds[0]),
+                                 "val_selection": next(m["val"] for m in choice["search"] if m["lr"] == choice["lr"]),
                                  "delta_bytes": runs[0]["delta_bytes"],
                                  "train_seconds": mean_spread([r["train_seconds"] for r in runs])}
     return result
@@ -326,7 +347,7 @@ def gain_captured(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
             result[name][task] = {"ratio": (t["test"]["mean"] - head["mean"]) / denominator if denominator else None,
                                   "lora_gain": denominator, "per_seed": per_seed,
                                   "interval": share_interval(t["test"]["values"], head["values"], lora["values"]),
-                                  "val_at_least_head": t["val_search_seed"] >= rows["head"]["tasks"][task]["val_search_seed"]}
+                                  "val_at_least_head": t["val_selection"] >= rows["head"]["tasks"][task]["val_selection"]}
     return result
 
 

@@ -58,6 +58,14 @@ def search_text(s: dict[str, Any]) -> str:
     return "a 1-3-10 ladder of rates"
 
 
+def selection_text(s: dict[str, Any]) -> str:
+    """On which seeds' validation splits the searches chose, as the tables' introductions say it."""
+    chosen_on = s["seeds"][: s.get("select_seeds", 1)]
+    if len(chosen_on) == 1:
+        return f"seed {chosen_on[0]}"
+    return f"the mean over seeds {', '.join(map(str, chosen_on))} (--select-seeds {len(chosen_on)})"
+
+
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
     tasks = s["tasks"]
@@ -67,8 +75,8 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])}; "
         f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of "
         f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
-        f"learning rates (seed "
-        f"{s['seeds'][0]}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
+        f"learning rates ("
+        f"{selection_text(s)}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
         f"The head trains at the rate head-only training chose on validation; each adapter searches its own rate over "
         f"{search_text(s)}.",
         "",
@@ -103,7 +111,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     for name, c in counts.items():
         if isinstance(c, dict) and "angles" in c:
             lines.append(f"| {name} | {c['angles']:,} | {c['ratio_lora']:.1f}x | {c['ratio_lora_all_linear']:.1f}x |")
-    lines += ["", "Learning-rate searches (validation accuracy on the search seed, per rate):", ""]
+    lines += ["", f"Learning-rate searches (validation accuracy per rate, {selection_text(summary['settings'])}):", ""]
     for r in rows.values():
         for t in tasks:
             tried = ", ".join(f"{x['lr']:g}: {x['val']:.3f}" for x in r["tasks"][t]["search"])

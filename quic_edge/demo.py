@@ -63,23 +63,31 @@ class DemoSettings:
     n_train: int = 800
     n_test: int = 300
     epochs: int = 3
-    lr: float = 3e-3
+    lr: float = 1e-2
     head_lr: float = 1e-2
+    schedule: str = "linear"  # quic_edge.bench.common.SCHEDULES: warm-up over the first 6 % of steps, then decay to 0
     batch_size: int = 8
     seq_len: int = 40
     out_dir: str = "runs/demo"
 
+    def __post_init__(self) -> None:
+        from .bench.common import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"demo schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+
     @classmethod
     def make(cls, runtime: str = "ort", quick: bool = False, seed: int = 0, out_dir: str = "runs/demo",
              task: str = WORD_ORDER) -> DemoSettings:
-        """Word order: the rates `bench compare` chose on validation for QuIC (1,2) and head only on this task
-        (benchmarks/results/compare_5seeds.md), 800 examples (the learning curve's first size where QuIC pays),
-        sequence 40 (97 % of the sentences fit whole). Triage: 120 articles, 6 epochs, one rate for both."""
+        """Word order: the schedule and the rates `bench compare` chose on validation for QuIC (1,2) and head only on
+        this task with it (benchmarks/results/compare_linear_refine.md), 800 examples (the learning curve's first size
+        where QuIC pays), sequence 40 (97 % of the sentences fit whole). Triage: 120 articles, 6 epochs, one constant
+        rate for both (as its README figures were measured)."""
         if task not in TASKS:
             raise ValueError(f"demo task: choose one of {', '.join(TASKS)}, got {task!r}")
         size = dict(n_train=64, n_test=96, epochs=4) if quick else {}
         if task == TRIAGE:
-            size = dict(n_train=120, n_test=300, epochs=6, lr=1e-2, head_lr=1e-2, seq_len=64) | size
+            size = dict(n_train=120, n_test=300, epochs=6, lr=1e-2, head_lr=1e-2, seq_len=64, schedule="constant") | size
         return cls(runtime=runtime, task=task, quick=quick, seed=seed, out_dir=out_dir, **size)
 
 
@@ -106,6 +114,7 @@ class PersonResult:
 
 def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
     """Export, train on the device loop, evaluate, save deltas, write the report; returns the summary."""
+    from .bench.common import step_schedule
     from .export import export_bundle
     from .runtimes import open_loop
 
@@ -131,7 +140,8 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
         for adapter in ("quic", "head"):
             loop = open_loop(bundles[adapter], out / "work" / name / adapter)
             before = loop.evaluate(data.test)
-            report = loop.fit(data.train, epochs=settings.epochs, seed=settings.seed, progress=progress)
+            schedule = step_schedule(settings.schedule, loop.steps_for(len(data.train), settings.epochs))
+            report = loop.fit(data.train, epochs=settings.epochs, seed=settings.seed, progress=progress, schedule=schedule)
             loop.save_checkpoint()
             after = loop.evaluate(data.test)
             prefix = "" if adapter == "quic" else "head_only_"
@@ -281,6 +291,8 @@ def write_report(folder: Path, summary: dict[str, Any]) -> None:
 
 
 def _markdown(summary: dict[str, Any]) -> str:
+    from .bench.report import schedule_text
+
     s = summary["settings"]
     task = task_of(summary)
     lines = [
@@ -290,7 +302,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{summary['trainable_params']} trainable numbers with the head. Seed {s['seed']}; {s['n_train']} training and "
         f"{s['n_test']} held-out {task.units} per person ({task.source}); {s['epochs']} epochs, batch "
         f"{s['batch_size']}, sequence {s['seq_len']}, AdamW (angles lr {s['lr']}, head lr {s['head_lr']}; head only "
-        f"at the head's), trained by the {summary['runtime']} device loop.",
+        f"at the head's) {schedule_text(s)}, trained by the {summary['runtime']} device loop.",
         "",
         "| person | before | head only | QuIC + head | delta bytes | train s |",
         "|---|---|---|---|---|---|",

@@ -151,15 +151,21 @@ def test_word_order_people_train_and_test_on_sentences_of_their_own_reading_only
     assert not used["alex"] & used["sam"] and {"tech", "sports"} <= {t for d in splits for t in d.person.reading}
 
 
-def test_the_word_order_demo_trains_at_the_rates_bench_compare_chose_on_validation():
+def test_the_word_order_demo_trains_with_the_schedule_and_rates_bench_compare_chose_on_validation():
+    from dataclasses import replace
+
     from quic_edge.demo import DemoSettings
 
-    chosen = json.loads((RESULTS / "compare_5seeds.json").read_text())
+    chosen = json.loads((RESULTS / "compare_linear_refine.json").read_text())
     s = DemoSettings.make()
     assert s.task == "bbc-word-order" and s.n_train >= 800  # the learning curve's first size where QuIC pays
+    assert s.schedule == chosen["settings"]["schedule"] == "linear"
     assert s.lr == chosen["adapters"]["quic12"]["tasks"][s.task]["lr"] and s.head_lr == chosen["head_lr"][s.task]
+    assert DemoSettings.make(task="triage").schedule == "constant"  # as the triage figures were measured
     with pytest.raises(ValueError, match="demo task"):
         DemoSettings.make(task="sentiment")
+    with pytest.raises(ValueError, match="demo schedule: 'cosine' is not one of constant, linear"):
+        replace(s, schedule="cosine")
 
 
 def test_the_demo_s_sequence_length_fits_about_97_percent_of_its_sentences_whole():
@@ -195,12 +201,15 @@ def test_the_demo_command_offers_the_demo_s_tasks():
 
 def test_a_small_word_order_demo_runs_both_bundles_at_their_rates(tmp_path):
     """The word-order flow end to end at a size too small to learn: the bundles carry the angles' and the head's
-    rates, the report names the task, and the gain statement is this run's."""
+    rates, the device loop trains with the linear schedule (4 steps: the last two at 2/3 and 1/3 of the rate), the
+    report names the task, and the gain statement is this run's."""
     from dataclasses import replace
 
-    from quic_edge.demo import DemoSettings, run_demo
+    from quic_edge.bench.common import step_schedule
+    from quic_edge.demo import DemoSettings, demo_data, run_demo
+    from quic_edge.runtimes import open_loop
 
-    s = replace(DemoSettings.make(out_dir=str(tmp_path)), n_train=16, n_test=16, epochs=1)
+    s = replace(DemoSettings.make(out_dir=str(tmp_path)), n_train=32, n_test=16, epochs=1)
     summary = run_demo(s, progress=False)
     quic = json.loads((tmp_path / "bundles" / "quic" / "manifest.json").read_text())["optimizer"]
     head = json.loads((tmp_path / "bundles" / "head" / "manifest.json").read_text())["optimizer"]
@@ -209,5 +218,13 @@ def test_a_small_word_order_demo_runs_both_bundles_at_their_rates(tmp_path):
     assert [p["person"] for p in summary["people"]] == ["alex", "sam"] and summary["settings"]["task"] == s.task
     assert summary["labels"] == ["original", "swapped"]  # the chance line of accuracy.png is drawn from them
     text = (tmp_path / "report" / "summary.md").read_text()
-    assert "two words swapped" in text and "16 training and 16 held-out sentences" in text
+    assert "two words swapped" in text and "32 training and 16 held-out sentences" in text
+    assert "then decayed linearly to 0" in text
+    alex = demo_data(s)[1][0]
+    by_hand = {}
+    for name in ("constant", "linear"):
+        loop = open_loop(tmp_path / "bundles" / "head", tmp_path / f"by-hand-{name}")
+        schedule = step_schedule(name, loop.steps_for(len(alex.train), 1))
+        by_hand[name] = loop.fit(alex.train, epochs=1, seed=s.seed, progress=False, schedule=schedule).losses
+    assert summary["people"][0]["head_only_losses"] == by_hand["linear"] != by_hand["constant"]
     assert f"{summary['gain_over_head_only']['mean_points']:+.1f} points" in text

@@ -179,7 +179,7 @@ def run_demo(settings: DemoSettings, progress: bool = True) -> dict[str, Any]:
 
 GAIN_SHOWN_POINTS = 3.0  # a gain over head only the demo calls a gain (issue 12): mean over people, in points
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
-SUITE_RESULTS = ("compare.json", "compare_same_article.json", "compare_word_order.json")  # `bench compare` runs, in RESULTS
+SUITE_RESULTS = ("compare_linear_refine.json",)  # `bench compare` runs with the demo's recipe (linear schedule), in RESULTS
 CURVE_RESULTS = "curve.json"  # `bench curve` on the suite's main task, in RESULTS
 
 
@@ -206,7 +206,7 @@ def suite_evidence() -> list[dict[str, Any]]:
                      if task in rows.get(a, {}).get("tasks", {})}
             if "head" in cells and "quic12" in cells:
                 found.append({"task": task, "source": f"benchmarks/results/{name}", "n_train": settings.get("n_train"),
-                              "epochs": settings.get("epochs"),
+                              "epochs": settings.get("epochs"), "schedule": settings.get("schedule", "constant"),
                               "accuracy": {a: {"mean": c["mean"], "std": c["std"], "n": c["n"]} for a, c in cells.items()}})
     return found
 
@@ -339,7 +339,8 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
         cells = run["accuracy"]
         figures = ", ".join(f"{names[n]} {c['mean']:.3f} ± {c['std']:.3f}" for n, c in cells.items())
         lines.append(f"Where adaptation pays: suite task {run['task']} ({run['n_train']} examples, {run['epochs']} "
-                     f"epochs, {cells['head']['n']} seeds, rates chosen on validation): {figures} ({run['source']}).")
+                     f"epochs, {run.get('schedule', 'constant')} schedule, {cells['head']['n']} seeds, rates chosen "
+                     f"on validation): {figures} ({run['source']}).")
     curve = summary.get("curve_evidence")
     if curve:
         steps = "; ".join(f"{n}: head only {c['head']:.3f} ± {c['head_std']:.3f}, QuIC (1,2) {c['quic12']:.3f} ± "

@@ -95,6 +95,7 @@ def test_the_report_says_whether_the_adapter_matters_with_the_run_s_numbers(demo
     for run in summary["suite_evidence"]:  # the suite's own figures, quoted as measured
         head = run["accuracy"]["head"]
         assert f"suite task {run['task']}" in text and f"head only {head['mean']:.3f} ± {head['std']:.3f}" in text
+        assert run["schedule"] == "linear" and "linear schedule" in text  # the recipe the demo itself trains with
     curve = summary["curve_evidence"]
     if curve and not gain["shown"]:  # the learning curve in this checkout, quoted as measured
         found = json.loads((RESULTS / "curve.json").read_text())
@@ -112,10 +113,12 @@ def test_the_gain_statement_quotes_the_suite_when_the_demo_shows_none():
     summary = {"settings": {"n_train": 120},
                "gain_over_head_only": {"points_per_person": {"a": 1.0, "b": -0.5}, "mean_points": 0.25,
                                        "threshold_points": 3.0, "shown": False},
-               "suite_evidence": [{"task": "t", "source": "x.json", "n_train": 1000, "epochs": 3, "accuracy": cells}]}
+               "suite_evidence": [{"task": "t", "source": "x.json", "n_train": 1000, "epochs": 3, "schedule": "linear",
+                                   "accuracy": cells}]}
     lines = _gain_lines(summary)
     assert lines[0].startswith("Not at this scale") and "+0.2 points" in lines[0] and "a +1.0, b -0.5" in lines[0]
-    assert "suite task t (1000 examples, 3 epochs, 3 seeds" in lines[1] and "QuIC (1,2) 0.560 ± 0.020" in lines[1]
+    assert "suite task t (1000 examples, 3 epochs, linear schedule, 3 seeds" in lines[1]
+    assert "QuIC (1,2) 0.560 ± 0.020" in lines[1]
     assert len(lines) == 2  # no curve in this summary
     summary["curve_evidence"] = {"task": "t", "seeds": 3, "epochs": 3, "source": "c.json", "sizes": {
         "50": {"head": 0.5, "quic12": 0.49, "head_std": 0.01, "quic12_std": 0.02, "gain_points": -1.0},

@@ -515,3 +515,20 @@ def test_the_kotlin_csv_reader_reads_what_quic_edge_train_reads(jar, tmp_path):
     assert done.returncode == 2 and "data.csv:3: expected 2 columns, got 3" in done.stderr
     path.write_text("text,label\ngood day,pos\nso-so,meh\n")
     assert "data.csv:3: label 'meh' is not one of" in kotlin(jar, "csv", path, labels, check=False).stderr
+
+
+# ---- learning-rate schedule -----------------------------------------------------------------------------------
+def test_the_app_trains_with_the_python_loops_schedule_step_for_step(jar):
+    """Trainer.fit's default schedule is the one `make demo` and `bench compare --schedule linear` train with:
+    the same multiplier at every step, to the last bit; "constant" is 1 throughout; a bad name is a clear error."""
+    from quic_edge.bench.common import step_schedule
+
+    for total in (1, 2, 8, 17, 25, 75, 375, 1000):  # 6 % of 25 and 75 is 1.5 and 4.5: Python rounds half to even
+        python = step_schedule("linear", total)
+        assert json.loads(kotlin(jar, "schedule", "linear", total).stdout) == [python(s) for s in range(total)], total
+    total = 375  # bench compare's runs: 1000 // 8 x 3 epochs
+    assert json.loads(kotlin(jar, "schedule", "constant", total).stdout) == [1.0] * total
+    trainer = (SOURCES / "Trainer.kt").read_text()
+    assert "schedule: String = LearningRateSchedule.LINEAR" in trainer  # what the app's fit uses unless told
+    done = kotlin(jar, "schedule", "cosine", total, check=False)
+    assert done.returncode == 2 and "learning-rate schedule 'cosine' is not one of constant, linear" in done.stderr

@@ -21,7 +21,8 @@ object JvmCheck {
   ckpt-save WORK_DIR IDENTITY_JSON STEP STATE_FILE        save a checkpoint whose runtime file is a copy of STATE_FILE
   ckpt-resume WORK_DIR IDENTITY_JSON [start-over]         resume: the newest checkpoint that verifies
   ckpt-list WORK_DIR                                      checkpoint folders (newest first) and all entries
-  csv CSV_FILE LABELS_JSON                                the examples of a text,label CSV"""
+  csv CSV_FILE LABELS_JSON                                the examples of a text,label CSV
+  schedule NAME TOTAL                                     the learning-rate multiplier of each step of a run"""
 
     fun run(args: Array<String>): Int {
         if (args.isEmpty()) return usage()
@@ -75,6 +76,10 @@ object JvmCheck {
                 val labels = Json.parse(File(a[1]).readText(Charsets.UTF_8)) as List<String>
                 val examples = TrainingData.readCsv(File(a[0]).readText(Charsets.UTF_8), labels, File(a[0]).name)
                 println(Json.dumps(examples.map { listOf(it.text, it.label) }))
+            }
+            "schedule" -> {
+                val total = a[1].toInt()
+                println(Json.dumps(List(total) { LearningRateSchedule.multiplier(a[0], it, total) }))
             }
             else -> return usage()
         }

@@ -68,14 +68,19 @@ class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0, startOver: Bo
         return loss
     }
 
-    /** Epochs over the examples in shuffled full batches; a checkpoint every `checkpointEvery` steps and at the end. */
+    /**
+     * Epochs over the examples in shuffled full batches; a checkpoint every `checkpointEvery` steps and at the end.
+     * Each step's rate is the bundle's times `schedule`'s multiplier (LearningRateSchedule; counted within this run).
+     */
     fun fit(
         examples: List<Example>,
         epochs: Int,
         seed: Int = 0,
         checkpointEvery: Int = 0,
+        schedule: String = LearningRateSchedule.LINEAR,
         onProgress: (Progress) -> Unit = {}
     ): TrainReport {
+        LearningRateSchedule.check(schedule)
         val size = bundle.batchSize
         if (examples.size < size) throw DataError("${examples.size} examples are fewer than one batch of $size")
         val random = Random(seed + step.toInt())
@@ -86,7 +91,8 @@ class Trainer(val bundle: Bundle, workDir: File, threads: Int = 0, startOver: Bo
         val start = System.nanoTime()
         for (epoch in 0 until epochs) {
             for (batch in TrainingData.trainBatches(examples.size, size, random)) {
-                val loss = trainStep(batch.map { examples[it].text }, LongArray(size) { ids[batch[it]] })
+                val lr = bundle.learningRate * LearningRateSchedule.multiplier(schedule, losses.size, total)
+                val loss = trainStep(batch.map { examples[it].text }, LongArray(size) { ids[batch[it]] }, lr)
                 if (loss.isNaN() || loss.isInfinite()) skipped.add(step)
                 losses.add(loss)
                 if (checkpointEvery > 0 && step % checkpointEvery == 0L) saveCheckpoint()

@@ -339,7 +339,7 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
         cells = run["accuracy"]
         figures = ", ".join(f"{names[n]} {c['mean']:.3f} ± {c['std']:.3f}" for n, c in cells.items())
         lines.append(f"Where adaptation pays: suite task {run['task']} ({run['n_train']} examples, {run['epochs']} "
-                     f"epochs, {run.get('schedule', 'constant')} schedule, {cells['head']['n']} seeds, rates chosen "
+                     f"epochs, {run['schedule']} schedule, {cells['head']['n']} seeds, rates chosen "
                      f"on validation): {figures} ({run['source']}).")
     curve = summary.get("curve_evidence")
     if curve:

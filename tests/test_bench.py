@@ -103,7 +103,8 @@ def test_ablation_row_measures_each_configuration_against_head_and_lora():
     def adapter(title, numbers, values, lr):
         mean = sum(values) / len(values)
         return {"title": title, "adapter_numbers": numbers, "trainable": numbers + 770, "tasks": {"t": {
-            "lr": lr, "val_selection": 0.6, "test": {"mean": mean, "std": 0.0, "values": values}}}}
+            "lr": lr, "head_lr": None if numbers == 0 else 1e-2, "val_selection": 0.6,
+            "test": {"mean": mean, "std": 0.0, "values": values}}}}
 
     result = {"adapters": {"head": adapter("head only", 0, [0.50, 0.52, 0.54], 1e-2),
                            "lora8": adapter("LoRA", 73728, [0.70, 0.72, 0.74], 3e-4),
@@ -114,7 +115,7 @@ def test_ablation_row_measures_each_configuration_against_head_and_lora():
     assert task["points_over_head"] == pytest.approx(5.0)  # 0.57 - 0.52
     assert task["share_of_lora_gain"] == pytest.approx(0.25)  # 5 of LoRA's 20 points
     assert task["share_per_seed"] == pytest.approx([0.25, 0.25, 0.25])
-    assert (row["group"], row["n"], row["orders"], task["lr"]) == ("orders", 16, [2], 3e-3)
+    assert (row["group"], row["n"], row["orders"], task["lr"], task["head_lr"]) == ("orders", 16, [2], 3e-3, 1e-2)
     assert "about 40" in row["paper_stsb"] and ablation_row("head", result)["paper_stsb"] == ""
 
 
@@ -411,6 +412,58 @@ def test_a_benchmark_search_on_two_seeds_runs_every_rate_on_both_and_chooses_on_
     assert chosen["val_selection"] == pytest.approx(
         sum(r["val"] for r in runs if r["lr"] == chosen["lr"] and r["seed"] < 2) / 2)
     assert "mean over seeds 0, 1 (--select-seeds 2)" in (out / "compare.md").read_text()
+
+
+def test_a_head_search_keeps_the_best_head_rate_and_a_tie_keeps_head_only_s():
+    from quic_edge.bench.compare import best_head, head_means, tried_beside_best
+
+    def rows(*pairs):
+        return [{"lr": lr, "val": val} for lr, val in pairs]
+
+    head_only = rows((3e-3, 0.536), (5e-3, 0.536), (1e-2, 0.543), (2e-2, 0.545), (3e-2, 0.541))  # word order, K = 5
+    assert tried_beside_best(head_only) == [1e-2, 3e-2]
+    assert tried_beside_best(rows((1e-2, 0.6), (3e-2, 0.5))) == [3e-2]  # the best at the bottom: only above it
+    runs = [{"head_lr": 2e-2, "val": 0.70, "test": 0.6}, {"head_lr": 1e-2, "val": 0.72, "test": 0.7},
+            {"head_lr": 2e-2, "val": 0.64, "test": 0.6}, {"head_lr": 1e-2, "val": 0.66, "test": 0.7},
+            {"head_lr": 3e-2, "val": 0.67, "test": 0.5}, {"head_lr": 3e-2, "val": 0.67, "test": 0.5}]
+    means = head_means(runs)
+    assert [m["head_lr"] for m in means] == [1e-2, 2e-2, 3e-2] and means[0]["vals"] == [0.72, 0.66]
+    assert best_head(means, 2e-2)["head_lr"] == 1e-2  # 0.69 against 0.67 at head-only's 2e-2
+    tie = [{"head_lr": 1e-2, "val": 0.67}, {"head_lr": 2e-2, "val": 0.67}, {"head_lr": 3e-2, "val": 0.67}]
+    assert best_head(tie, 2e-2)["head_lr"] == 2e-2 and best_head(tie, 5e-2)["head_lr"] == 1e-2
+
+
+def test_a_benchmark_head_search_trains_the_other_head_rates_and_the_other_seeds_at_the_chosen_pair(tmp_path):
+    """QuIC (1,2), a real (tiny) search: its rate with head-only's head rate, then with another head rate; a run of the
+    other head rate already recorded in the work folder (as an interrupted run leaves it) with the better validation
+    decides, so seed 1 must train at that head rate: a fresh bundle, a real run."""
+    from quic_edge.bench.compare import CompareSettings, Runner, grid
+
+    s = CompareSettings.make(quick=True, adapters=("head", "quic12"), seeds=(0, 1), head_search=True,
+                             work=str(tmp_path / "work"))
+    task, lr = s.tasks[0], grid("quic12", quick=True)[0]
+    Runner(s, Path(s.work), progress=False).close()  # a fresh work folder: its settings file
+    recorded = {"adapter": "quic12", "lr": lr, "head_lr": 3e-3, "task": task, "seed": 0, "val": 1.0, "test": 0.5}
+    with open(Path(s.work) / "rows.jsonl", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(recorded) + "\n")
+    runner = Runner(s, Path(s.work), progress=False)
+    chosen = runner.search("quic12", {task: 1e-2}, {task: [3e-3]})[task]
+    runner.close()
+    assert chosen["lr"] == lr and chosen["head_lr"] == 3e-3 and chosen["val_selection"] == 1.0
+    assert [(m["head_lr"], len(m["vals"])) for m in chosen["head_search"]] == [(3e-3, 1), (1e-2, 1)]
+    trained = [(r["head_lr"], r["seed"]) for r in runner.rows]
+    assert trained == [(1e-2, 0), (3e-3, 0), (3e-3, 1)]  # seed 1 at the chosen pair, not at head-only's head rate
+    assert 0.0 <= runner.rows[-1]["val"] <= 1.0 and runner.rows[-1]["steps"] > 0
+    assert {p.name for p in (Path(s.work) / "bundles").iterdir() if p.is_dir()} == {f"quic12-{lr:g}-0.01",
+                                                                                     f"quic12-{lr:g}-0.003"}
+
+
+def test_the_head_search_is_on_the_command_line_and_in_the_table(tmp_path):
+    out = tmp_path / "out"
+    assert main(["bench", "compare", "--quick", "--adapters", "head", "--head-search", "--out", str(out), "--work",
+                 str(tmp_path / "work"), "--no-progress"]) == 0
+    assert json.loads((out / "compare.json").read_text())["settings"]["head_search"]
+    assert "(--head-search)" in (out / "compare.md").read_text()
 
 
 @pytest.mark.parametrize("k", ["0", "4"])

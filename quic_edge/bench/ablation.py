@@ -104,7 +104,7 @@ def ablation_row(name: str, result: dict[str, Any]) -> dict[str, Any]:
     row, head = result["adapters"][name], result["adapters"].get("head")
     tasks = {}
     for task, t in row["tasks"].items():
-        entry = {"lr": t["lr"], "test": t["test"], "val_selection": t["val_selection"]}
+        entry = {"lr": t["lr"], "head_lr": t["head_lr"], "test": t["test"], "val_selection": t["val_selection"]}
         if head is not None:
             entry["points_over_head"] = 100 * (t["test"]["mean"] - head["tasks"][task]["test"]["mean"])
         captured = result.get("gain_captured", {}).get(name, {}).get(task)

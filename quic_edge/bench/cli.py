@@ -45,6 +45,10 @@ def _training(p: argparse.ArgumentParser, what: str, adapters: str) -> None:
     p.add_argument("--select-seeds", type=int, metavar="K", help="each search chooses on the mean validation accuracy "
                    "of the first K seeds, each rate run on each of them (default 1: the first seed's; sturdier against "
                    "one split's noise, at K times the search's runs); the work folder's finished runs are reused")
+    p.add_argument("--head-search", action="store_true", help="after an adapter's rate is chosen (its head at head-only's "
+                   "chosen rate), also train its head at the rates head-only's search tried just below and above that "
+                   "one, and keep the best pair on validation (2 x K more runs per adapter and task); the work folder's "
+                   "finished runs are reused")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +75,8 @@ def _training_overrides(args: argparse.Namespace) -> dict:
         overrides["refine"] = True
     if args.select_seeds is not None:
         overrides["select_seeds"] = args.select_seeds
+    if args.head_search:
+        overrides["head_search"] = True
     return overrides
 
 

@@ -15,6 +15,9 @@ How (issue 12's protocol):
    times, while the top stays the best (the grid's top is then not a wall the choice leans on). With refine, the
    search then tries the rates halfway (geometrically, one significant digit: 1e-2 and 3e-2 give 2e-2) between the
    best and each tried neighbour, once, so the choice is never more than a factor of about 1.7 from a tried rate.
+   With head_search, the adapter at its chosen rate then trains its head at the rates head-only's search tried just
+   below and above its choice too, and keeps the (rate, head rate) pair with the best validation mean (a tie keeps
+   head-only's rate): a tie among head rates in head-only's search no longer decides an adapter's head.
 4. The chosen rate is run for the other seeds. Reported: test accuracy over seeds (mean, std, min, max), the
    validation accuracy that chose, and for QuIC the share of LoRA's gain over head only it captures,
    (acc_QuIC - acc_head) / (acc_LoRA - acc_head).
@@ -64,6 +67,7 @@ class CompareSettings(RunSettings):
     jobs: int = 2  # training processes at once, one runtime thread each
     refine: bool = False  # after the ladder, also the rates halfway between the best and its neighbours
     select_seeds: int = 1  # each search chooses on the mean validation accuracy of this many first seeds
+    head_search: bool = False  # then each adapter's head also tries head-only's tried rates beside head-only's choice
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
 
     def __post_init__(self) -> None:
@@ -100,9 +104,10 @@ def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     runner = Runner(s, root, progress)
     head = runner.search("head", {task: None for task in s.tasks})
     head_lr = {task: head[task]["lr"] for task in s.tasks}
+    other_heads = {task: tried_beside_best(head[task]["search"]) for task in s.tasks} if s.head_search else None
     chosen = {"head": head}
     for name in [a for a in s.adapters if a != "head"]:
-        chosen[name] = runner.search(name, head_lr)
+        chosen[name] = runner.search(name, head_lr, other_heads)
     runner.close()
     summary = {"settings": asdict(s), "head_lr": head_lr, "adapters": {}, "runs": runner.rows,
                "counts": parameter_counts(), "total_seconds": time.perf_counter() - start}
@@ -177,7 +182,7 @@ class Runner:
                 futures.append(None)
                 continue
             export = self.export(name, lr, head_lr)
-            work = self.root / "work" / f"{name}-{lr:g}-{task}-{seed}"
+            work = self.root / "work" / f"{name}-{lr:g}-{head_lr}-{task}-{seed}"  # jobs differing in head rate run at once
             futures.append(self.pool.submit(train_and_evaluate, export, self.splits[task, seed], seed, self.s, str(work)))
         rows = []
         for job, future in zip(jobs, futures, strict=True):
@@ -195,9 +200,11 @@ class Runner:
         self.rows += rows
         return rows
 
-    def search(self, name: str, head_lr: dict[str, float | None]) -> dict[str, dict[str, Any]]:
-        """Per task, the rate with the best validation accuracy (the mean over the selection seeds), then the other
-        seeds at it."""
+    def search(self, name: str, head_lr: dict[str, float | None],
+               other_heads: dict[str, list[float]] | None = None) -> dict[str, dict[str, Any]]:
+        """Per task, the rate with the best validation accuracy (the mean over the selection seeds); with other_heads,
+        then that rate with each of the task's other head rates, keeping the best (rate, head rate) pair; then the
+        other seeds at it."""
         selection = self.s.seeds[: self.s.select_seeds]
         rates = grid(name, self.s.quick)
 
@@ -218,9 +225,19 @@ class Runner:
         chosen = {}
         for task in self.s.tasks:
             means = per_rate(found, task)
-            chosen[task] = {"lr": best_row(means)["lr"], "head_lr": head_lr[task], "selection_seeds": list(selection),
-                            "search": means}
-        rest = [(name, chosen[t]["lr"], head_lr[t], t, seed) for t in self.s.tasks for seed in self.s.seeds[len(selection):]]
+            best = best_row(means)
+            chosen[task] = {"lr": best["lr"], "head_lr": head_lr[task], "selection_seeds": list(selection),
+                            "search": means, "val_selection": best["val"]}
+        if other_heads:
+            heads = self.run([(name, chosen[t]["lr"], h, t, seed) for t in self.s.tasks for h in other_heads[t]
+                              for seed in selection])
+            for task, choice in chosen.items():
+                at_rate = [r for r in found + heads if r["task"] == task and r["lr"] == choice["lr"]]
+                tried = head_means(at_rate)
+                pick = best_head(tried, choice["head_lr"])
+                choice |= {"head_lr": pick["head_lr"], "val_selection": pick["val"], "head_search": tried}
+        rest = [(name, chosen[t]["lr"], chosen[t]["head_lr"], t, seed) for t in self.s.tasks
+                for seed in self.s.seeds[len(selection):]]
         self.run(rest)
         return chosen
 
@@ -228,19 +245,30 @@ class Runner:
 MAX_EXTENSIONS = 2  # at most this many rates above a grid's top, one at a time while the top stays the best
 
 
-def rate_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One search's runs (one task), per rate: validation and test accuracy averaged over the seeds it ran, and each
-    seed's validation accuracy; ordered by rate. The search chooses on these means."""
+def rate_means(rows: list[dict[str, Any]], by: str = "lr") -> list[dict[str, Any]]:
+    """One search's runs (one task), per rate (`by`: the adapter's, or with "head_lr" the head's): validation and test
+    accuracy averaged over the seeds it ran, and each seed's validation accuracy; ordered by rate. The search chooses
+    on these means."""
     by_rate: dict[float, list[dict[str, Any]]] = {}
     for row in rows:
-        by_rate.setdefault(row["lr"], []).append(row)
-    return [{"lr": lr, "val": float(np.mean([r["val"] for r in runs])), "test": float(np.mean([r["test"] for r in runs])),
+        by_rate.setdefault(row[by], []).append(row)
+    return [{by: lr, "val": float(np.mean([r["val"] for r in runs])), "test": float(np.mean([r["test"] for r in runs])),
              "vals": [r["val"] for r in runs]} for lr, runs in sorted(by_rate.items())]
+
+
+def head_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An adapter's runs at one rate of its own, per head rate (rate_means by the head's rate)."""
+    return rate_means(rows, by="head_lr")
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The search's choice: the best validation accuracy; ties go to the smaller rate."""
     return max(rows, key=lambda r: (r["val"], -r["lr"]))
+
+
+def best_head(rows: list[dict[str, Any]], head_lr: float) -> dict[str, Any]:
+    """The head search's choice: the best validation accuracy; a tie keeps head-only's rate, then the smaller rate."""
+    return max(rows, key=lambda r: (r["val"], r["head_lr"] == head_lr, -r["head_lr"]))
 
 
 def rate_above_best(rows: list[dict[str, Any]]) -> float | None:
@@ -254,12 +282,18 @@ def rate_above_best(rows: list[dict[str, Any]]) -> float | None:
     return float(f"{3 * 10**exponent if mantissa < 2 else 10 ** (exponent + 1):.0e}")
 
 
+def tried_beside_best(rows: list[dict[str, Any]]) -> list[float]:
+    """The tried rates just below and just above a search's best rate (one or none at the ends)."""
+    best, tried = best_row(rows)["lr"], sorted({r["lr"] for r in rows})
+    below, above = [r for r in tried if r < best], [r for r in tried if r > best]
+    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
 def rates_beside_best(rows: list[dict[str, Any]]) -> list[float]:
     """The rates halfway, geometrically and to one significant digit, between a search's best rate and the tried rate
     just below it and just above it (those not tried yet): 3e-3, 1e-2 (best), 3e-2 give 5e-3 and 2e-2."""
-    best, tried = best_row(rows)["lr"], sorted({r["lr"] for r in rows})
-    below, above = [r for r in tried if r < best], [r for r in tried if r > best]
-    mids = [float(f"{math.sqrt(best * n):.0e}") for n in ([below[-1]] if below else []) + ([above[0]] if above else [])]
+    best, tried = best_row(rows)["lr"], {r["lr"] for r in rows}
+    mids = [float(f"{math.sqrt(best * n):.0e}") for n in tried_beside_best(rows)]
     return [m for m in mids if m not in tried]
 
 
@@ -323,7 +357,6 @@ def adapter_row(name: str, chosen: dict[str, dict[str, Any]], runner: Runner) ->
                 and r["head_lr"] == choice["head_lr"]]
         tests = [r["test"] for r in runs]
         result["tasks"][task] = {**choice, "test": mean_spread(tests) | {"values": tests},
-                                 "val_selection": next(m["val"] for m in choice["search"] if m["lr"] == choice["lr"]),
                                  "delta_bytes": runs[0]["delta_bytes"],
                                  "train_seconds": mean_spread([r["train_seconds"] for r in runs])}
     return result

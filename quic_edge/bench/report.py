@@ -66,6 +66,21 @@ def selection_text(s: dict[str, Any]) -> str:
     return f"the mean over seeds {', '.join(map(str, chosen_on))} (--select-seeds {len(chosen_on)})"
 
 
+def head_text(s: dict[str, Any]) -> str:
+    """At which rate an adapter's head trained, as the tables' introductions say it."""
+    if s.get("head_search"):
+        return ("the head at the rate head-only training chose on validation or, where the adapter's validation was "
+                "better (--head-search), at the rate head-only's search tried just below or above it (the tables name "
+                "it then)")
+    return "the head at the rate head-only training chose on validation"
+
+
+def rate_cell(choice: dict[str, Any], head_lr: float | None) -> str:
+    """A chosen rate, and the head's where it is not head-only's (--head-search)."""
+    other = choice.get("head_lr")
+    return f"{choice['lr']:g}" + ("" if other is None or other == head_lr else f", head {other:g}")
+
+
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
     tasks = s["tasks"]
@@ -77,14 +92,13 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
         f"learning rates ("
         f"{selection_text(s)}), {s['n_test']} test examples are reported over seeds {list(s['seeds'])} (mean ± sample std). "
-        f"The head trains at the rate head-only training chose on validation; each adapter searches its own rate over "
-        f"{search_text(s)}.",
+        f"Each adapter trains {head_text(s)}, and searches its own rate over {search_text(s)}.",
         "",
         "| adapter | trainable (adapter + head) | " + " | ".join(f"{t}: test acc (rate)" for t in tasks) + " |",
         "|---" * (2 + len(tasks)) + "|",
     ]
     for r in rows.values():
-        cells = [f"{_acc(r['tasks'][t]['test'])} ({r['tasks'][t]['lr']:g})" for t in tasks]
+        cells = [f"{_acc(r['tasks'][t]['test'])} ({rate_cell(r['tasks'][t], summary['head_lr'][t])})" for t in tasks]
         lines.append(f"| {r['title']} | {r['adapter_numbers']:,} + {r['trainable'] - r['adapter_numbers']:,} | "
                      + " | ".join(cells) + " |")
     gaps = summary.get("gaps", {})
@@ -115,6 +129,9 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     for r in rows.values():
         for t in tasks:
             tried = ", ".join(f"{x['lr']:g}: {x['val']:.3f}" for x in r["tasks"][t]["search"])
+            heads = r["tasks"][t].get("head_search")
+            if heads:
+                tried += f"; at {r['tasks'][t]['lr']:g}, head " + ", ".join(f"{x['head_lr']:g}: {x['val']:.3f}" for x in heads)
             lines.append(f"- {r['title']}, {t}: {tried}")
     lines += ["", f"Total time {summary['total_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
@@ -164,7 +181,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value, ONNX Runtime device loop, AdamW, batch "
         f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples "
         f"{schedule_text(s)}; its own rate (searched over {search_text(s)}) "
-        f"chosen on {s['n_val']} validation examples (seed {s['seeds'][0]}), the head at head-only's rate; "
+        f"chosen on {s['n_val']} validation examples ({selection_text(s)}), {head_text(s)}; "
         f"{s['n_test']} test examples over seeds {list(s['seeds'])} (mean ± sample std). Points: over head only; "
         "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means, with a paired bootstrap "
         "interval over seeds (quic_edge.bench.compare.share_interval). The paper's column is "
@@ -179,7 +196,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         for t in tasks:
             a = r["tasks"][t]
             points = a.get("points_over_head")
-            cells += [f"{_acc(a['test'])} ({a['lr']:g})", "" if points is None else f"{points:+.1f}",
+            cells += [f"{_acc(a['test'])} ({rate_cell(a, summary['head_lr'][t])})", "" if points is None else f"{points:+.1f}",
                       f"{_ratio(a['share_of_lora_gain'])} {_interval(a.get('share_interval'))}".strip()
                       if "share_of_lora_gain" in a else ""]
         lines.append(f"| {r['group']} | {r['title']} | {r['blocks']} | {r['n']} | {r['depth']} | "

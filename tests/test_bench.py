@@ -415,7 +415,7 @@ def test_a_benchmark_search_on_two_seeds_runs_every_rate_on_both_and_chooses_on_
 
 
 def test_a_head_search_keeps_the_best_head_rate_and_a_tie_keeps_head_only_s():
-    from quic_edge.bench.compare import best_head, head_means, tried_beside_best
+    from quic_edge.bench.compare import best_head, rate_means, tried_beside_best
 
     def rows(*pairs):
         return [{"lr": lr, "val": val} for lr, val in pairs]
@@ -426,7 +426,7 @@ def test_a_head_search_keeps_the_best_head_rate_and_a_tie_keeps_head_only_s():
     runs = [{"head_lr": 2e-2, "val": 0.70, "test": 0.6}, {"head_lr": 1e-2, "val": 0.72, "test": 0.7},
             {"head_lr": 2e-2, "val": 0.64, "test": 0.6}, {"head_lr": 1e-2, "val": 0.66, "test": 0.7},
             {"head_lr": 3e-2, "val": 0.67, "test": 0.5}, {"head_lr": 3e-2, "val": 0.67, "test": 0.5}]
-    means = head_means(runs)
+    means = rate_means(runs, by="head_lr")
     assert [m["head_lr"] for m in means] == [1e-2, 2e-2, 3e-2] and means[0]["vals"] == [0.72, 0.66]
     assert best_head(means, 2e-2)["head_lr"] == 1e-2  # 0.69 against 0.67 at head-only's 2e-2
     tie = [{"head_lr": 1e-2, "val": 0.67}, {"head_lr": 2e-2, "val": 0.67}, {"head_lr": 3e-2, "val": 0.67}]

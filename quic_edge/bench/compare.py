@@ -233,7 +233,7 @@ class Runner:
                               for seed in selection])
             for task, choice in chosen.items():
                 at_rate = [r for r in found + heads if r["task"] == task and r["lr"] == choice["lr"]]
-                tried = head_means(at_rate)
+                tried = rate_means(at_rate, by="head_lr")
                 pick = best_head(tried, choice["head_lr"])
                 choice |= {"head_lr": pick["head_lr"], "val_selection": pick["val"], "head_search": tried}
         rest = [(name, chosen[t]["lr"], chosen[t]["head_lr"], t, seed) for t in self.s.tasks
@@ -254,11 +254,6 @@ def rate_means(rows: list[dict[str, Any]], by: str = "lr") -> list[dict[str, Any
         by_rate.setdefault(row[by], []).append(row)
     return [{by: lr, "val": float(np.mean([r["val"] for r in runs])), "test": float(np.mean([r["test"] for r in runs])),
              "vals": [r["val"] for r in runs]} for lr, runs in sorted(by_rate.items())]
-
-
-def head_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An adapter's runs at one rate of its own, per head rate (rate_means by the head's rate)."""
-    return rate_means(rows, by="head_lr")
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:

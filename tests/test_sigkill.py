@@ -41,6 +41,7 @@ CHILD = BATCH + textwrap.dedent("""
 """)
 STEPS = 100_000
 DELAYS = {"ort": (0.02, 0.4), "executorch": (0.5, 2.0)}  # seconds of training before the kill
+MIN_TORN, MAX_KILLS_FACTOR = 3, 6  # ORT: kills that must land inside a checkpoint write; the cap on kills, x the minimum
 namespace: dict = {}
 exec(BATCH, namespace)  # the same batches in this process
 batch = namespace["batch"]
@@ -71,17 +72,21 @@ def test_sigkill_while_checkpointing_always_leaves_a_loadable_checkpoint(tmp_pat
                   optimizer="adamw", lr=1e-2)
     work = tmp_path / "work"
     rng = random.Random(0)
-    last_saved, torn = 0, 0
-    for _ in range(kills):
+    last_saved, torn, done = 0, 0, 0
+    # ExecuTorch's steps dwarf its checkpoint writes: its kills rarely land inside one, so only ORT must show torn writes
+    wanted_torn = MIN_TORN if runtime == "ort" else 0
+    # at least `kills` kills, and more (up to MAX_KILLS_FACTOR x) until enough of them landed inside a checkpoint write:
+    # where a kill lands is chance (the share of time spent writing varies with the machine's disk and load)
+    while done < kills or (torn < wanted_torn and done < MAX_KILLS_FACTOR * kills):
         # ExecuTorch's first step in a fresh process takes longer (program load, first run): kill later
         resumed, last_saved_now = _run_and_kill(bundle, work, rng.uniform(*DELAYS[runtime]))
+        done += 1
         assert resumed >= last_saved  # the newest complete checkpoint (or a newer one) was loaded
         last_saved = last_saved_now
         torn += any(p.name.startswith((".tmp-", ".trash-")) for p in (work / "checkpoints").iterdir())
         assert not any(p.name.startswith("ckpt-") and not (p / "state.json").exists()
                        for p in (work / "checkpoints").iterdir())  # no torn folder ever carries a checkpoint name
-    if runtime == "ort":  # ExecuTorch's steps dwarf its checkpoint writes: its kills rarely land inside one
-        assert torn >= kills // 4, f"only {torn} of {kills} kills landed inside a checkpoint write"
+    assert torn >= wanted_torn, f"only {torn} of {done} kills landed inside a checkpoint write"
     loop = open_loop(bundle, work)
     assert loop.step >= last_saved > 0
     reference = open_loop(bundle, tmp_path / "reference")

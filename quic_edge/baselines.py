@@ -10,6 +10,7 @@ from torch import nn
 
 from .quantize import base_dtype, quantize_int8
 from .state import HEAD_MODULES, AdapterState, base_fingerprint, delta_names, has_adapter, set_state, train_only
+from .targets import matching_layers
 
 
 def head_only(model: nn.Module, quantize: bool = True, head: tuple[str, ...] = HEAD_MODULES) -> nn.Module:
@@ -22,12 +23,18 @@ def head_only(model: nn.Module, quantize: bool = True, head: tuple[str, ...] = H
 def lora(model: nn.Module, rank: int, targets: tuple[str, ...] | str, quantize: bool = True,
          head: tuple[str, ...] = HEAD_MODULES) -> nn.Module:
     """LoRA rank `rank` (alpha 2 rank, no dropout) on `targets` with the real PEFT library; the frozen base int8.
-    `targets`: module name suffixes, or one string PEFT reads as a regular expression of the full name."""
+    `targets`: entries as QuIC's target_modules reads them (quic_edge.targets: names, "re:PATTERN"), resolved to full
+    module names for PEFT; or one string PEFT reads as a regular expression of the full name."""
     from peft import LoraConfig, inject_adapter_in_model
 
     _refuse_second_adapter(model)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules=targets if isinstance(targets, str) else list(targets))
+    if not isinstance(targets, str):  # the layers QuIC would adapt for the same entries, so both read them one way
+        names = sorted(matching_layers(model, tuple(targets), head))
+        if not names:
+            raise ValueError(f"LoRA targets {list(targets)}: no linear layer of the model matches; name modules as "
+                             "quic_edge.targets describes (a name suffix such as 'query', or 're:PATTERN')")
+        targets = names
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
     inject_adapter_in_model(config, model)
     if quantize:
         quantize_int8(model, skip=(*head, "lora_A", "lora_B"))

@@ -168,6 +168,28 @@ def test_the_targets_ablation_moves_the_query_s_angles_to_one_output_projection(
     assert adapter_numbers(model)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1]
 
 
+def test_lora_on_value_and_feed_forward_output_reads_quic_s_targets_the_same_way():
+    """The control for quic12-vf: PEFT's LoRA r8 on exactly the layers QuIC adapts there (the "re:" entry resolved by
+    quic_edge.targets, not handed to PEFT as a name), with rank 8's count for those shapes."""
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+    from quic_edge.layer import QuICLinear
+
+    lora = ADAPTERS["lora8-vf"].build(2, seed=0)
+    quic = ADAPTERS["quic12-vf"].build(2, seed=0)
+    lora_layers = {n.split("layer.")[1].rsplit(".lora_", 1)[0] for n, _ in lora.named_parameters() if "lora_A" in n}
+    quic_layers = {n.split("layer.")[1] for n, m in quic.named_modules() if isinstance(m, QuICLinear)}
+    assert lora_layers == quic_layers and len(lora_layers) == 2 * LAYERS
+    assert adapter_numbers(lora)[1] == _lora(8, [(HIDDEN, HIDDEN), (FFN, HIDDEN)])
+
+
+def test_lora_targets_that_match_nothing_say_so():
+    from quic_edge import baselines, models
+
+    model, _ = models.load("minilm", num_labels=2, seed=0)
+    with pytest.raises(ValueError, match="no linear layer of the model matches"):
+        baselines.lora(model, 8, ("re:.*nowhere",))
+
+
 def test_the_blocks_ablation_keeps_the_angle_budget_and_the_widest_circuit_under_it():
     from quic_edge.bench.common import ADAPTERS, adapter_numbers
     from quic_edge.config import compound_width

@@ -58,6 +58,7 @@ ROWS = (
     ("targets", "lora8-qk"),
     ("targets", "quic12-vo"),
     ("targets", "quic12-vf"),
+    ("targets", "lora8-vf"),
     ("reference", "head"),
     ("reference", "lora8"),
     ("reference", "full"),

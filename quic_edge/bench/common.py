@@ -174,6 +174,8 @@ ABLATION_ADAPTERS = {
         quic("quic12-b4", "QuIC (1,2), 4 blocks, n=13", blocks=4, orders=(1, 2)),
         quic("quic12-b6", "QuIC (1,2), 6 blocks, n=10", blocks=6, orders=(1, 2)),
         AdapterSpec("lora8-qk", "LoRA r8 (PEFT) on query/key", "lora", LORA_GRID, rank=LORA_RANK, targets=QUERY_KEY),
+        AdapterSpec("lora8-vf", "LoRA r8 (PEFT) on value/feed-forward output", "lora", LORA_GRID, rank=LORA_RANK,
+                    targets=VALUE_FFN_OUT),
     )
 }
 ADAPTERS |= ABLATION_ADAPTERS

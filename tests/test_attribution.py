@@ -174,3 +174,19 @@ def test_quic_builds_its_rotations_without_gathers(bundles):
             if node.op_type.startswith("Gather"):
                 gathers.append((node.op_type, node.name))
     assert not gathers
+
+
+def test_the_command_writes_one_row_per_adapter_and_refuses_unknown_names(tmp_path, capsys):
+    import json
+
+    from quic_edge.bench.attribution import main
+
+    with pytest.raises(SystemExit):
+        main(["--adapters", "quic99", "--out", str(tmp_path / "a.json"), "--work", str(tmp_path / "w")])
+    assert "unknown quic99" in capsys.readouterr().err
+    main(["--adapters", "head", "--out", str(tmp_path / "a.json"), "--work", str(tmp_path / "w")])
+    results = json.loads((tmp_path / "a.json").read_text())
+    row = [line for line in (tmp_path / "a.md").read_text().splitlines() if line.startswith("| head |")]
+    assert list(results) == ["head"] and len(row) == 1
+    assert row[0].split("|")[-3].strip() == f"{results['head']['stashed_mib']:.1f}"
+    assert "rotation (QuIC)" not in results["head"]["stashed"] and results["head"]["stashed_mib"] > 0

@@ -119,6 +119,37 @@ def test_ablation_row_measures_each_configuration_against_head_and_lora():
     assert "about 40" in row["paper_stsb"] and ablation_row("head", result)["paper_stsb"] == ""
 
 
+def test_a_quic_placement_is_also_measured_against_lora_on_its_own_layers():
+    """quic12-vf's share against LoRA r8 on value / FF output (lora8-vf) beside the default LoRA's; query/value QuIC,
+    whose layers are the default LoRA's, gets no second share; the ablation table prints both."""
+    from quic_edge.bench.ablation import ablation_row
+    from quic_edge.bench.compare import gain_captured
+    from quic_edge.bench.report import ablation_markdown
+
+    def adapter(title, numbers, values):
+        return {"title": title, "adapter_numbers": numbers, "trainable": numbers + 770, "tasks": {"t": {
+            "lr": 1e-2, "head_lr": 1e-2, "val_selection": 0.6,
+            "test": {"mean": sum(values) / len(values), "std": 0.0, "values": values}}}}
+
+    result = {"adapters": {"head": adapter("head only", 0, [0.50, 0.52]), "lora8": adapter("LoRA", 73728, [0.70, 0.72]),
+                           "quic12": adapter("QuIC (1,2)", 3780, [0.60, 0.62]),
+                           "quic12-vf": adapter("QuIC vf", 3780, [0.65, 0.67]),
+                           "lora8-vf": adapter("LoRA vf", 129024, [0.80, 0.82])}}
+    captured = gain_captured(result)
+    assert "same_layers" not in captured["quic12"]["t"]
+    same = captured["quic12-vf"]["t"]["same_layers"]
+    assert same["lora"] == "lora8-vf" and same["ratio"] == pytest.approx(0.5)  # 15 of LoRA vf's 30 points
+    assert captured["quic12-vf"]["t"]["ratio"] == pytest.approx(0.75)  # 15 of the default LoRA's 20
+    result["gain_captured"] = captured
+    summary = {"settings": {"tasks": ["t"], "batch_size": 8, "seq_len": 64, "epochs": 3, "n_train": 10, "n_val": 4,
+                            "n_test": 4, "seeds": [0, 1], "schedule": "constant", "refine": False, "select_seeds": 1,
+                            "head_search": False},
+               "head_lr": {"t": 1e-2}, "total_seconds": 0.0,
+               "rows": [ablation_row(n, result) for n in ("quic12", "quic12-vf", "lora8-vf", "head", "lora8")]}
+    vf = next(line for line in ablation_markdown(summary).splitlines() if "| QuIC vf |" in line)
+    assert "0.75" in vf and "of LoRA vf's gain 0.50" in vf
+
+
 def test_ablation_refuses_an_adapter_outside_it(tmp_path, capsys):
     assert main(["bench", "ablation", "--quick", "--adapters", "head,quic12-top2", "--out", str(tmp_path),
                  "--no-progress"]) == 2

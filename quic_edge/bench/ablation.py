@@ -113,6 +113,8 @@ def ablation_row(name: str, result: dict[str, Any]) -> dict[str, Any]:
             entry["share_of_lora_gain"] = captured["ratio"]
             entry["share_per_seed"] = captured["per_seed"]
             entry["share_interval"] = captured.get("interval")
+            if "same_layers" in captured:
+                entry["share_same_layers"] = captured["same_layers"]
         tasks[task] = entry
     return {"group": GROUP[name], "adapter": name, "title": row["title"], "adapter_numbers": row["adapter_numbers"],
             "trainable": row["trainable"], **circuit(name), "paper_stsb": PAPER_STSB.get(name, ""), "tasks": tasks}

@@ -358,7 +358,10 @@ def adapter_row(name: str, chosen: dict[str, dict[str, Any]], runner: Runner) ->
 
 
 def gain_captured(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per QuIC adapter and task: (acc - head) / (LoRA - head) on the test means, and the same per seed."""
+    """Per QuIC adapter and task: (acc - head) / (LoRA r8 - head) on the test means, and the same per seed. Where the
+    run has a LoRA r8 on the QuIC adapter's own layers other than the default one (lora8-vf for quic12-vf, lora8-topK
+    for quic12-topK), the share of that LoRA's gain too, under "same_layers", so a placement is compared like with
+    like."""
     rows = summary["adapters"]
     if "lora8" not in rows or "head" not in rows:
         return {}
@@ -366,17 +369,36 @@ def gain_captured(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for name, row in rows.items():
         if ADAPTERS[name].kind != "quic":
             continue
+        same = same_layers_lora(name, rows)
         result[name] = {}
         for task, t in row["tasks"].items():
-            head, lora = rows["head"]["tasks"][task]["test"], rows["lora8"]["tasks"][task]["test"]
-            denominator = lora["mean"] - head["mean"]
-            per_seed = [(q - h) / (lo - h) if lo != h else None
-                        for q, h, lo in zip(t["test"]["values"], head["values"], lora["values"], strict=True)]
-            result[name][task] = {"ratio": (t["test"]["mean"] - head["mean"]) / denominator if denominator else None,
-                                  "lora_gain": denominator, "per_seed": per_seed,
-                                  "interval": share_interval(t["test"]["values"], head["values"], lora["values"]),
-                                  "val_at_least_head": t["val_selection"] >= rows["head"]["tasks"][task]["val_selection"]}
+            head = rows["head"]["tasks"][task]
+            result[name][task] = {**share_of(t["test"], head["test"], rows["lora8"]["tasks"][task]["test"]),
+                                  "val_at_least_head": t["val_selection"] >= head["val_selection"]}
+            if same is not None:
+                result[name][task]["same_layers"] = {
+                    "lora": same, **share_of(t["test"], head["test"], rows[same]["tasks"][task]["test"])}
     return result
+
+
+def same_layers_lora(name: str, rows: dict[str, Any]) -> str | None:
+    """The LoRA r8 of the run on exactly the layers of QuIC adapter `name`, when that is not the default lora8."""
+    spec = ADAPTERS[name]
+    for other in rows:
+        lora = ADAPTERS[other]
+        if (other != "lora8" and lora.kind == "lora" and lora.rank == ADAPTERS["lora8"].rank
+                and lora.targets == spec.targets and lora.top == spec.top):
+            return other
+    return None
+
+
+def share_of(quic: dict[str, Any], head: dict[str, Any], lora: dict[str, Any]) -> dict[str, Any]:
+    """(QuIC - head) / (LoRA - head) on the test means, per seed, and its bootstrap interval (share_interval)."""
+    denominator = lora["mean"] - head["mean"]
+    per_seed = [(q - h) / (lo - h) if lo != h else None
+                for q, h, lo in zip(quic["values"], head["values"], lora["values"], strict=True)]
+    return {"ratio": (quic["mean"] - head["mean"]) / denominator if denominator else None, "lora_gain": denominator,
+            "per_seed": per_seed, "interval": share_interval(quic["values"], head["values"], lora["values"])}
 
 
 def share_interval(quic: list[float], head: list[float], lora: list[float], level: float = 0.9) -> dict[str, Any]:

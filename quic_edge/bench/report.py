@@ -109,15 +109,17 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     if summary.get("gain_captured"):
         lines += ["", "Share of LoRA r8's gain over head only that QuIC captures, (acc_QuIC - acc_head) / (acc_LoRA - "
                   "acc_head), on test means (per seed in brackets; in parentheses a paired bootstrap interval over seeds, "
-                  "quic_edge.bench.compare.share_interval); and whether the chosen rate is at least head only on "
-                  "validation:", "", "| QuIC | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
+                  "quic_edge.bench.compare.share_interval); whether the chosen rate is at least head only on "
+                  "validation; and where the run has LoRA r8 on a QuIC row's own layers (another placement), the share "
+                  "of that LoRA's gain after it:", "", "| QuIC | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
         for name, per_task in summary["gain_captured"].items():
             cells = []
             for t in tasks:
                 g = per_task[t]
                 seeds = ", ".join(_ratio(x) for x in g["per_seed"])
                 cells.append(f"{_ratio(g['ratio'])} [{seeds}] {_interval(g.get('interval'))}"
-                             f"{'' if g['val_at_least_head'] else ' (below head on val)'}")
+                             f"{'' if g['val_at_least_head'] else ' (below head on val)'}"
+                             + same_layers_text(g.get("same_layers"), summary))
             lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
     lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on the same targets, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
@@ -163,6 +165,15 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
     accuracy_panels(points, summary["settings"]["tasks"], "trainable numbers, adapter + head (log)", path)
 
 
+def same_layers_text(same: dict[str, Any] | None, summary: dict[str, Any]) -> str:
+    """"; of <LoRA on the same layers>'s gain 0.80 (90%: ...)" for a share cell, when the run had that LoRA."""
+    if not same:
+        return ""
+    titles = {r["adapter"]: r["title"] for r in summary["rows"]} if "rows" in summary else {
+        name: r["title"] for name, r in summary["adapters"].items()}
+    return f"; of {titles.get(same['lora'], same['lora'])}'s gain {_ratio(same['ratio'])} {_interval(same.get('interval'))}"
+
+
 def write_ablation(folder: Path, summary: dict[str, Any], stem: str = "ablation") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.json").write_text(json.dumps(summary, indent=2))
@@ -184,7 +195,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"chosen on {s['n_val']} validation examples ({selection_text(s)}), {head_text(s)}; "
         f"{s['n_test']} test examples over seeds {list(s['seeds'])} (mean ± sample std). Points: over head only; "
         "share: of LoRA r8's gain over head only, (acc - head) / (LoRA - head), on test means, with a paired bootstrap "
-        "interval over seeds (quic_edge.bench.compare.share_interval). The paper's column is "
+        "interval over seeds (quic_edge.bench.compare.share_interval), and where the run has LoRA r8 on a row's own "
+        "layers (another placement), the share of that LoRA's gain after it. The paper's column is "
         "its STS-B score (another task and encoder): compare the ordering, not the values.",
         "",
         "| group | config | blocks | n | depth | angles | "
@@ -197,7 +209,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
             a = r["tasks"][t]
             points = a.get("points_over_head")
             cells += [f"{_acc(a['test'])} ({rate_cell(a, summary['head_lr'][t])})", "" if points is None else f"{points:+.1f}",
-                      f"{_ratio(a['share_of_lora_gain'])} {_interval(a.get('share_interval'))}".strip()
+                      (f"{_ratio(a['share_of_lora_gain'])} {_interval(a.get('share_interval'))}".strip()
+                       + same_layers_text(a.get("share_same_layers"), summary))
                       if "share_of_lora_gain" in a else ""]
         lines.append(f"| {r['group']} | {r['title']} | {r['blocks']} | {r['n']} | {r['depth']} | "
                      f"{r['adapter_numbers']:,} | " + " | ".join(cells) + f" | {r['paper_stsb']} |")

@@ -251,9 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = attribute(root / name)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    table = markdown(results)
     out.write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    out.with_suffix(".md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

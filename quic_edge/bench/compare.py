@@ -377,7 +377,8 @@ def gain_captured(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                   "val_at_least_head": t["val_selection"] >= head["val_selection"]}
             if same is not None:
                 result[name][task]["same_layers"] = {
-                    "lora": same, **share_of(t["test"], head["test"], rows[same]["tasks"][task]["test"])}
+                    "lora": same, "title": rows[same]["title"],
+                    **share_of(t["test"], head["test"], rows[same]["tasks"][task]["test"])}
     return result
 
 

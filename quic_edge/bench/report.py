@@ -119,7 +119,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
                 seeds = ", ".join(_ratio(x) for x in g["per_seed"])
                 cells.append(f"{_ratio(g['ratio'])} [{seeds}] {_interval(g.get('interval'))}"
                              f"{'' if g['val_at_least_head'] else ' (below head on val)'}"
-                             + same_layers_text(g.get("same_layers"), summary))
+                             + same_layers_text(g.get("same_layers")))
             lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
     lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on the same targets, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
@@ -165,13 +165,11 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> None:
     accuracy_panels(points, summary["settings"]["tasks"], "trainable numbers, adapter + head (log)", path)
 
 
-def same_layers_text(same: dict[str, Any] | None, summary: dict[str, Any]) -> str:
+def same_layers_text(same: dict[str, Any] | None) -> str:
     """"; of <LoRA on the same layers>'s gain 0.80 (90%: ...)" for a share cell, when the run had that LoRA."""
     if not same:
         return ""
-    titles = {r["adapter"]: r["title"] for r in summary["rows"]} if "rows" in summary else {
-        name: r["title"] for name, r in summary["adapters"].items()}
-    return f"; of {titles.get(same['lora'], same['lora'])}'s gain {_ratio(same['ratio'])} {_interval(same.get('interval'))}"
+    return f"; of {same['title']}'s gain {_ratio(same['ratio'])} {_interval(same.get('interval'))}"
 
 
 def write_ablation(folder: Path, summary: dict[str, Any], stem: str = "ablation") -> None:
@@ -210,7 +208,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
             points = a.get("points_over_head")
             cells += [f"{_acc(a['test'])} ({rate_cell(a, summary['head_lr'][t])})", "" if points is None else f"{points:+.1f}",
                       (f"{_ratio(a['share_of_lora_gain'])} {_interval(a.get('share_interval'))}".strip()
-                       + same_layers_text(a.get("share_same_layers"), summary))
+                       + same_layers_text(a.get("share_same_layers")))
                       if "share_of_lora_gain" in a else ""]
         lines.append(f"| {r['group']} | {r['title']} | {r['blocks']} | {r['n']} | {r['depth']} | "
                      f"{r['adapter_numbers']:,} | " + " | ".join(cells) + f" | {r['paper_stsb']} |")

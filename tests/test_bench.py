@@ -69,6 +69,9 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert drawn["rates"]["quic12"] == {"lr": rows["quic12"]["tasks"][task]["lr"], "head_lr": head_lr}
     assert set(drawn["points"]) == {"head", "quic12"} and all(set(p) == {"8", "16"} for p in drawn["points"].values())
     assert (curve / "curve.png").read_bytes()[:4] == b"\x89PNG" and "n = 16" in (curve / "curve.md").read_text()
+    table = (curve / "curve.md").read_text()  # the rates it trained at, angles' and head's, and the schedule
+    assert f"| QuIC (1,2) ({rows['quic12']['tasks'][task]['lr']:g}; {head_lr:g}) |" in table
+    assert "constant learning-rate schedule" in table
     assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--adapters", "head,full",
                  "--out", str(curve), "--no-progress"]) == 2
     assert "no chosen rate for full" in capsys.readouterr().err
@@ -283,6 +286,24 @@ def test_cost_ratios_are_taken_round_by_round_not_of_the_medians():
     assert ratios["step"] == {"median": 0.875, "min": 0.25, "max": 1.5, "n": 2}
     assert cost_cells(mine) == {"trainable": 7, "peak_rss_mib": {"median": 110, "min": 100, "max": 120, "n": 2},
                                 "median_step_ms": {"median": 20, "min": 10, "max": 30, "n": 2}}
+
+
+def test_a_cost_ratio_is_taken_against_lora_on_the_adapters_own_layers_where_the_run_has_it():
+    from quic_edge.bench.device_memory import markdown, reference_lora
+
+    run = ("head", "lora8", "quic12", "lora8-vf", "quic12-vf")
+    assert reference_lora("quic12-vf", run) == "lora8-vf"
+    assert reference_lora("quic12", run) == "lora8"  # query/value: the default LoRA is on its layers
+    assert reference_lora("quic12-vf", ("lora8", "quic12-vf")) == "lora8"  # no LoRA on its layers in the run
+    assert reference_lora("lora8-vf", run) == "lora8" and reference_lora("head", run) == "lora8"
+    cell = {"trainable": 7, "peak_rss_mib": {"median": 1, "min": 1, "max": 1, "n": 1},
+            "median_step_ms": {"median": 1, "min": 1, "max": 1, "n": 1}, "planned_mib": None}
+    ratio = {"peak": {"median": 0.9, "min": 0.9, "max": 0.9, "n": 1}, "step": {"median": 1.1, "min": 1, "max": 1.2, "n": 1}}
+    table = markdown({"settings": {"rounds": 1}, "summary": {"ort/quic12-vf/recompute/arena-on": cell},
+                      "ratios_to_lora8": {"ort/quic12-vf/recompute/arena-on":
+                                          {"against": "ort/lora8-vf/recompute/arena-on", **ratio}},
+                      "attribution": {}})
+    assert "| 0.900 (0.900-0.900) vs lora8-vf | 1 (1-1) | 1.10 (1.00-1.20) vs lora8-vf |" in table
 
 
 def test_a_cost_benchmark_names_the_results_file_it_cannot_find_or_read(tmp_path, monkeypatch, capsys):

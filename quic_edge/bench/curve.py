@@ -80,13 +80,16 @@ def curve_markdown(summary: dict[str, Any]) -> str:
     s, sizes = summary["settings"], summary["settings"]["sizes"]
     lines = [f"# Learning curve on {summary['task']}", "",
              f"Test accuracy ({s['n_test']} examples, seeds {list(s['seeds'])}, mean ± sample std) against training "
-             f"examples, {s['epochs']} epochs, batch {s['batch_size']} x {s['seq_len']}, ONNX Runtime device loop. Rates: "
-             f"those `bench compare` chose on validation ({s['rates']}), the same at every size.", "",
-             "| adapter (rate) | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---" * (1 + len(sizes)) + "|"]
+             f"examples, {s['epochs']} epochs, batch {s['batch_size']} x {s['seq_len']}, ONNX Runtime device loop, "
+             f"{s.get('schedule', 'constant')} learning-rate schedule. Rates: those `bench compare` chose on validation "
+             f"({s['rates']}), the same at every size.", "",
+             "| adapter (rate; head's rate) | " + " | ".join(f"n = {n}" for n in sizes) + " |",
+             "|---" * (1 + len(sizes)) + "|"]
     for name, at in summary["points"].items():
-        rate = summary["rates"][name]["lr"]
+        rate, head_rate = summary["rates"][name]["lr"], summary["rates"][name].get("head_lr")
+        rates = f"{rate:g}" if head_rate is None else f"{rate:g}; {head_rate:g}"
         cells = [f"{at[n]['mean']:.3f} ± {at[n]['std']:.3f}" for n in sizes]
-        lines.append(f"| {ADAPTERS[name].title} ({rate:g}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {ADAPTERS[name].title} ({rates}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

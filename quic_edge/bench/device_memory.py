@@ -100,22 +100,37 @@ def case_key(runtime: str, adapter: str, recompute: bool, arena: str) -> str:
     return f"{runtime}/{adapter}/{'recompute' if recompute else 'no-recompute'}/arena-{arena}"
 
 
-def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True) -> dict[str, Any]:
+def reference_lora(adapter: str, names: tuple[str, ...]) -> str:
+    """The LoRA a case's ratios are taken against: LoRA r8 on the adapter's own layers where the run has it
+    (lora8-vf for quic12-vf), else LoRA r8 on query/value."""
+    from quic_edge.bench.compare import same_layers_lora
+
+    spec = ADAPTERS[adapter]
+    return (spec.kind == "quic" and same_layers_lora(adapter, dict.fromkeys(names))) or "lora8"
+
+
+def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool = True,
+        adapters: tuple[str, ...] = ORT_ADAPTERS, arenas: tuple[str, ...] = ARENAS) -> dict[str, Any]:
+    """Measure `adapters` on ONNX Runtime (each arena setting of `arenas`) and, with `executorch`, ET_ADAPTERS, or the
+    LoRA and QuIC ones among `adapters` where the caller chose them, on ExecuTorch."""
     from quic_edge.bench.attribution import attribute
     from quic_edge.bench.executorch_ops import op_volume
     from quic_edge.bench.op_profile import op_profile
 
-    bundles = {(a, "ort", True): export(a, "ort", root / f"ort-{a}") for a in ORT_ADAPTERS}
+    et_adapters = ET_ADAPTERS if adapters == ORT_ADAPTERS else tuple(
+        a for a in adapters if ADAPTERS[a].kind in ("lora", "quic"))
+    before_adapters = tuple(a for a in BEFORE_ADAPTERS if a in adapters)
+    bundles = {(a, "ort", True): export(a, "ort", root / f"ort-{a}") for a in adapters}
     if before:
         bundles |= {(a, "ort", False): export(a, "ort", root / f"ort-{a}-no-recompute", recompute=False)
-                    for a in BEFORE_ADAPTERS}
+                    for a in before_adapters}
     if executorch:
-        bundles |= {(a, "executorch", True): export(a, "executorch", root / f"et-{a}") for a in ET_ADAPTERS}
+        bundles |= {(a, "executorch", True): export(a, "executorch", root / f"et-{a}") for a in et_adapters}
         if before:
             bundles |= {(a, "executorch", False): export(a, "executorch", root / f"et-{a}-no-recompute",
-                                                         recompute=False) for a in ET_ADAPTERS}
-    cases = [(a, "ort", True, arena) for a in ORT_ADAPTERS for arena in ARENAS]
-    cases += [(a, "ort", False, "on") for a in BEFORE_ADAPTERS] if before else []
+                                                         recompute=False) for a in et_adapters}
+    cases = [(a, "ort", True, arena) for a in adapters for arena in arenas]
+    cases += [(a, "ort", False, "on") for a in before_adapters] if before else []
     cases += [(a, rt, rc, "-") for (a, rt, rc) in bundles if rt == "executorch"]
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(rounds):
@@ -134,27 +149,31 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
                      "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib")} for key, ms in runs.items()}
     ratios = {}
     for adapter, runtime, recompute, arena in cases:
-        key, lora = case_key(runtime, adapter, recompute, arena), case_key(runtime, "lora8", recompute, arena)
+        key = case_key(runtime, adapter, recompute, arena)
+        lora = case_key(runtime, reference_lora(adapter, adapters), recompute, arena)
         if lora in runs:
             mine, theirs = runs[key], runs[lora]
             ratios[key] = {
-                **ratios_within_rounds(mine, theirs),
+                "against": lora, **ratios_within_rounds(mine, theirs),
                 "planned": (None if mine[-1]["runtime_memory"].get("planned_total_mib") is None else
                             mine[-1]["runtime_memory"]["planned_total_mib"]
                             / theirs[-1]["runtime_memory"]["planned_total_mib"])}
     attribution = {f"{a}/{'recompute' if rc else 'no-recompute'}": attribute(b["bundle"])
                    for (a, rt, rc), b in bundles.items() if rt == "ort"}
-    profiles = {a: op_profile(bundles[a, "ort", True]["bundle"], root / "work" / f"profile-{a}") for a in PROFILED}
+    profiles = {a: op_profile(bundles[a, "ort", True]["bundle"], root / "work" / f"profile-{a}")
+                for a in adapters if a in PROFILED or (adapters != ORT_ADAPTERS and a != "full")}
     volumes = {f"{a}/{'recompute' if rc else 'no-recompute'}": op_volume(program_file(b["bundle"]))
                for (a, rt, rc), b in bundles.items() if rt == "executorch"}
     return {"settings": {"model": "minilm", "batch": BATCH, "seq_len": SEQ, "steps": STEPS, "rounds": rounds,
-                         "optimizer": "adamw"},
+                         "optimizer": "adamw", "adapters": list(adapters), "arenas": list(arenas)},
             "exports": {f"{a}/{rt}/{rc}": b for (a, rt, rc), b in bundles.items()}, "summary": summary,
             "ratios_to_lora8": ratios, "attribution": attribution, "op_profiles": profiles, "executorch_ops": volumes}
 
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"Rounds: {results['settings']['rounds']} (fresh process each; median, min-max).", "",
+             "Ratios are taken within rounds against LoRA r8 on the adapter's own layers where the run has it (QuIC "
+             "value / FF output against LoRA on value / FF output), else against LoRA r8 on query/value.", "",
              "| runtime / adapter / graph / arena | trainable | peak RSS MiB | peak / LoRA r8 | median step ms | "
              "step / LoRA r8 | planned buffers MiB (/ LoRA r8) |", "|---|---|---|---|---|---|---|"]
     for key, s in results["summary"].items():
@@ -166,6 +185,9 @@ def markdown(results: dict[str, Any]) -> str:
             planned += f" ({ratio['planned']:.3f})"
         peak_ratio = "-" if ratio is None else range_text(ratio["peak"], ".3f")
         step_ratio = "-" if ratio is None else range_text(ratio["step"], ".2f")
+        against = (ratio or {}).get("against", "").split("/")
+        if len(against) == 4 and against[1] != "lora8":  # a case measured against LoRA on its own layers says which
+            peak_ratio, step_ratio = f"{peak_ratio} vs {against[1]}", f"{step_ratio} vs {against[1]}"
         lines.append(f"| {key} | {s['trainable']:,} | {range_text(p, '.1f')} | {peak_ratio} | {range_text(t, '.0f')} | "
                      f"{step_ratio} | {planned} |")
     kinds = sorted({k for a in results["attribution"].values() for k in a["stashed"]})
@@ -291,11 +313,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per case (default 3)")
     parser.add_argument("--before", action="store_true", help="also measure LoRA and QuIC without the recompute rewrite")
     parser.add_argument("--no-executorch", action="store_true", help="skip the ExecuTorch planned-buffer figures")
+    parser.add_argument("--adapters", default=",".join(ORT_ADAPTERS),
+                        help=f"comma-separated adapters of `quic-edge bench compare` to measure (default "
+                        f"{','.join(ORT_ADAPTERS)}; ExecuTorch then measures {','.join(ET_ADAPTERS)}, else the LoRA "
+                        "and QuIC ones given); must include lora8, the reference of the ratios")
+    parser.add_argument("--arenas", default=",".join(ARENAS),
+                        help=f"comma-separated ONNX Runtime allocator settings (default {','.join(ARENAS)})")
+    parser.add_argument("--name", default="device_memory", help="results file stem in --out (default device_memory)")
     args = parser.parse_args()
+    adapters, arenas = tuple(args.adapters.split(",")), tuple(args.arenas.split(","))
+    unknown = [a for a in adapters if a not in ADAPTERS]
+    if unknown or "lora8" not in adapters:
+        parser.error(f"--adapters: {'unknown ' + ', '.join(unknown) if unknown else 'lora8 is missing'}; give "
+                     f"lora8 and any of {', '.join(ADAPTERS)}")
+    if set(arenas) - set(ARENAS):
+        parser.error(f"--arenas: unknown {', '.join(sorted(set(arenas) - set(ARENAS)))}; choose from {', '.join(ARENAS)}")
+    if not args.name.replace("_", "").replace("-", "").isalnum():
+        parser.error(f"--name: {args.name!r} is not a file stem (letters, digits, _ and - only)")
     root = fresh_scratch(args.work)
-    results = run(args.rounds, root, args.before, not args.no_executorch)
+    results = run(args.rounds, root, args.before, not args.no_executorch, adapters=adapters, arenas=arenas)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "device_memory.json").write_text(json.dumps(results, indent=2))
-    (out / "device_memory.md").write_text(markdown(results))
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
+    (out / f"{args.name}.md").write_text(markdown(results))
     print(markdown(results))

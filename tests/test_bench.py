@@ -59,6 +59,11 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     (tmp_path / "work" / "bundles").rename(tmp_path / "moved")  # a run that trains would have to export again
     assert main(["bench", "compare", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), "--no-progress"]) == 0
     assert json.loads((out / "compare.json").read_text())["runs"] == runs
+    # ... and its report still says what those runs cost to train: each distinct run's own time, summed
+    distinct = {(r["adapter"], r["lr"], r["head_lr"], r["task"], r["seed"]): r["train_seconds"] for r in runs}
+    trained = json.loads((out / "compare.json").read_text())["trained"]
+    assert trained == {"runs": len(distinct), "seconds": pytest.approx(sum(distinct.values()))} == summary["trained"]
+    assert f"its {len(distinct)} runs trained for {sum(distinct.values()) / 60:.1f} min" in (out / "compare.md").read_text()
     assert not (tmp_path / "work" / "bundles").exists()
 
     # the learning curve at the rates this run chose: one point per size and adapter

@@ -135,7 +135,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
             if heads:
                 tried += f"; at {r['tasks'][t]['lr']:g}, head " + ", ".join(f"{x['head_lr']:g}: {x['val']:.3f}" for x in heads)
             lines.append(f"- {r['title']}, {t}: {tried}")
-    lines += ["", f"Total time {summary['total_seconds'] / 60:.1f} min.", ""]
+    lines += ["", time_text(summary), ""]
     return "\n".join(lines)
 
 
@@ -212,7 +212,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
                       if "share_of_lora_gain" in a else ""]
         lines.append(f"| {r['group']} | {r['title']} | {r['blocks']} | {r['n']} | {r['depth']} | "
                      f"{r['adapter_numbers']:,} | " + " | ".join(cells) + f" | {r['paper_stsb']} |")
-    lines += ["", f"Total time {summary['total_seconds'] / 60:.1f} min (runs reused from earlier compare runs take none).", ""]
+    lines += ["", time_text(summary), ""]
     return "\n".join(lines)
 
 
@@ -222,3 +222,14 @@ def plot_ablation(summary: dict[str, Any], path: Path) -> None:
     accuracy_panels([(r["title"], r["adapter_numbers"], {t: a["test"] for t, a in r["tasks"].items()}) for r in rows],
                     summary["settings"]["tasks"], "trained adapter numbers (log; head only drawn at 1)", path,
                     [markers.get(r["group"], "o") for r in rows])
+
+
+def time_text(summary: dict[str, Any]) -> str:
+    """The command's own wall time, and what its runs cost to train: runs reused from the work folder take no wall time
+    but count their own training time, so a report built from earlier runs still says what they cost."""
+    text = f"Total time {summary['total_seconds'] / 60:.1f} min"
+    trained = summary.get("trained")
+    if not trained:
+        return text + " (runs reused from earlier runs take none)."
+    return (text + f" (runs reused from earlier runs take none); its {trained['runs']} runs trained for "
+            f"{trained['seconds'] / 60:.1f} min of one process each, summed over the runs, reused ones included.")

@@ -225,6 +225,7 @@ def curve_evidence() -> dict[str, Any] | None:
     sizes = sorted(set(points["head"]) & set(points["quic12"]), key=int)
     return {"task": curve["task"], "source": f"benchmarks/results/{CURVE_RESULTS}",
             "seeds": len(curve["settings"]["seeds"]), "epochs": curve["settings"]["epochs"],
+            "schedule": curve["settings"].get("schedule") or "constant",
             "sizes": {n: {"head": points["head"][n]["mean"], "quic12": points["quic12"][n]["mean"],
                           "head_std": points["head"][n]["std"], "quic12_std": points["quic12"][n]["std"],
                           "gain_points": 100 * (points["quic12"][n]["mean"] - points["head"][n]["mean"])}
@@ -346,5 +347,6 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
         steps = "; ".join(f"{n}: head only {c['head']:.3f} ± {c['head_std']:.3f}, QuIC (1,2) {c['quic12']:.3f} ± "
                           f"{c['quic12_std']:.3f} ({c['gain_points']:+.1f} points)" for n, c in curve["sizes"].items())
         lines.append(f"How the gain grows with examples per person, on {curve['task']} ({curve['seeds']} seeds, "
-                     f"{curve['epochs']} epochs; {curve['source']}): {steps}.")
+                     f"{curve['epochs']} epochs, {curve.get('schedule', 'constant')} schedule; {curve['source']}): "
+                     f"{steps}.")
     return lines

@@ -120,11 +120,12 @@ def test_the_gain_statement_quotes_the_suite_when_the_demo_shows_none():
     assert "suite task t (1000 examples, 3 epochs, linear schedule, 3 seeds" in lines[1]
     assert "QuIC (1,2) 0.560 ± 0.020" in lines[1]
     assert len(lines) == 2  # no curve in this summary
-    summary["curve_evidence"] = {"task": "t", "seeds": 3, "epochs": 3, "source": "c.json", "sizes": {
+    summary["curve_evidence"] = {"task": "t", "seeds": 3, "epochs": 3, "schedule": "linear", "source": "c.json", "sizes": {
         "50": {"head": 0.5, "quic12": 0.49, "head_std": 0.01, "quic12_std": 0.02, "gain_points": -1.0},
         "800": {"head": 0.5, "quic12": 0.6, "head_std": 0.01, "quic12_std": 0.02, "gain_points": 10.0}}}
     lines = _gain_lines(summary)
     assert "50: head only 0.500 ± 0.010, QuIC (1,2) 0.490 ± 0.020 (-1.0 points); 800:" in lines[2] and "(+10.0" in lines[2]
+    assert "(3 seeds, 3 epochs, linear schedule; c.json)" in lines[2]  # the recipe the curve was measured with
     summary["gain_over_head_only"] |= {"mean_points": 4.0, "shown": True}
     shown = _gain_lines(summary)
     assert len(shown) == 1 and shown[0].startswith("Yes:") and "+4.0 points" in shown[0]  # no suite quote when shown

@@ -347,6 +347,6 @@ def _gain_lines(summary: dict[str, Any]) -> list[str]:
         steps = "; ".join(f"{n}: head only {c['head']:.3f} ± {c['head_std']:.3f}, QuIC (1,2) {c['quic12']:.3f} ± "
                           f"{c['quic12_std']:.3f} ({c['gain_points']:+.1f} points)" for n, c in curve["sizes"].items())
         lines.append(f"How the gain grows with examples per person, on {curve['task']} ({curve['seeds']} seeds, "
-                     f"{curve['epochs']} epochs, {curve.get('schedule', 'constant')} schedule; {curve['source']}): "
+                     f"{curve['epochs']} epochs, {curve['schedule']} schedule; {curve['source']}): "
                      f"{steps}.")
     return lines

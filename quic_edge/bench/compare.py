@@ -109,10 +109,9 @@ def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     for name in [a for a in s.adapters if a != "head"]:
         chosen[name] = runner.search(name, head_lr, other_heads)
     runner.close()
-    distinct = {(r["adapter"], r["lr"], r["head_lr"], r["task"], r["seed"]): r for r in runner.rows}
-    summary = {"settings": asdict(s), "head_lr": head_lr, "adapters": {}, "runs": runner.rows,
+    summary = {"settings": asdict(s), "head_lr": head_lr, "adapters": {}, "runs": runner.rows,  # each job once
                "counts": parameter_counts(), "total_seconds": time.perf_counter() - start,
-               "trained": {"runs": len(distinct), "seconds": sum(r["train_seconds"] for r in distinct.values())}}
+               "trained": {"runs": len(runner.rows), "seconds": sum(r["train_seconds"] for r in runner.rows)}}
     for name in s.adapters:
         summary["adapters"][name] = adapter_row(name, chosen[name], runner)
     summary["gain_captured"] = gain_captured(summary)

@@ -72,15 +72,39 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--out", str(curve),
                  "--work", str(tmp_path / "curve-work"), "--no-progress"]) == 0
     drawn = json.loads((curve / "curve.json").read_text())
-    assert drawn["rates"]["quic12"] == {"lr": rows["quic12"]["tasks"][task]["lr"], "head_lr": head_lr}
+    assert drawn["rates"]["quic12"] == {"lr": rows["quic12"]["tasks"][task]["lr"], "head_lr": head_lr,
+                                        "from": "chosen on validation by `bench compare` at 16 training examples "
+                                                "(compare.json)"}
     assert set(drawn["points"]) == {"head", "quic12"} and all(set(p) == {"8", "16"} for p in drawn["points"].values())
     assert (curve / "curve.png").read_bytes()[:4] == b"\x89PNG" and "n = 16" in (curve / "curve.md").read_text()
-    table = (curve / "curve.md").read_text()  # the rates it trained at, angles' and head's, and the schedule
+    table = (curve / "curve.md").read_text()  # the rates it trained at, angles' and head's, where from, the schedule
     assert f"| QuIC (1,2) ({rows['quic12']['tasks'][task]['lr']:g}; {head_lr:g}) |" in table
     assert "constant learning-rate schedule" in table
+    assert "the same at every size, chosen on validation by `bench compare` at 16 training examples (compare.json)" in table
+    assert drawn["trained"] == {"runs": 4, "seconds": pytest.approx(sum(r["train_seconds"] for r in drawn["runs"]))}
     assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--adapters", "head,full",
                  "--out", str(curve), "--no-progress"]) == 2
     assert "no chosen rate for full" in capsys.readouterr().err
+
+    # ... or with --search, each size's own rates, chosen by compare's search on that size's validation split; the
+    # runs the fixed-rate curve already made at the same rates are reused, not trained again
+    searched = tmp_path / "curve-search"
+    assert main(["bench", "curve", "--quick", "--search", "--out", str(searched), "--work", str(tmp_path / "curve-work"),
+                 "--no-progress"]) == 0
+    found = json.loads((searched / "curve.json").read_text())
+    assert found["rates"] is None and found["runs"] == drawn["runs"]
+    for name in ("head", "quic12"):
+        for size in ("8", "16"):
+            point = found["points"][name][size]
+            assert point["values"] == drawn["points"][name][size]["values"]
+            assert point["lr"] == rows[name]["tasks"][task]["lr"] and point["head_lr"] == (None if name == "head" else head_lr)
+    table = (searched / "curve.md").read_text()
+    assert "each size's own, chosen on its validation split" in table and "Rates chosen at each size" in table
+    assert f"| QuIC (1,2) | {rows['quic12']['tasks'][task]['lr']:g}; {head_lr:g} |" in table
+    for bad, says in ((["--search", "--rates", str(out / "compare.json")], "give one"),
+                      (["--refine"], "only --search runs"), (["--search", "--adapters", "quic12"], "needs head")):
+        assert main(["bench", "curve", "--quick", *bad, "--out", str(searched), "--no-progress"]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_quick_ablation_reports_each_configuration_beside_head_and_the_paper(tmp_path):
@@ -408,7 +432,16 @@ def test_curve_rates_come_from_the_first_file_that_holds_them(tmp_path):
         return str(path)
 
     first, second = compare("head_full.json", 3e-5), compare("full.json", 1e-4)
-    assert chosen_rates(f"{second},{first}", ("head", "full"), "t") == {"head": (3e-5, 0.01), "full": (1e-4, 0.01)}
+    found = chosen_rates(f"{second},{first}", ("head", "full"), "t")
+    assert {n: (r["lr"], r["head_lr"]) for n, r in found.items()} == {"head": (3e-5, 0.01), "full": (1e-4, 0.01)}
+    # these files carry neither a compare run's settings nor its runs: the report says they were written by hand
+    assert found["full"]["from"] == "written by hand in full.json, not chosen on validation"
+    made = json.loads(Path(first).read_text()) | {"settings": {"n_train": 1000}, "runs": []}
+    Path(first).write_text(json.dumps(made))
+    assert chosen_rates(first, ("head",), "t")["head"]["from"] == ("chosen on validation by `bench compare` at 1000 "
+                                                                   "training examples (head_full.json)")
+    Path(second).write_text(json.dumps(json.loads(Path(second).read_text()) | {"note": "a check"}))
+    assert chosen_rates(second, ("full",), "t")["full"]["from"].endswith("not chosen on validation (a check)")
     with pytest.raises(ValueError, match="no chosen rate for quic12 on t"):
         chosen_rates(first, ("quic12",), "t")
     with pytest.raises(ValueError, match="not a readable"):

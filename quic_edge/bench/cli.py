@@ -33,22 +33,25 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _training(p: argparse.ArgumentParser, what: str, adapters: str) -> None:
+def _training(p: argparse.ArgumentParser, what: str, adapters: str,
+              work: str = "runs/bench-compare, which compare and ablation share", search: str = "") -> None:
+    """The options of commands that train through compare's Runner; `search` prefixes the search options' help (the
+    curve searches only when asked)."""
     _common(p, what)
     p.add_argument("--adapters", help=f"comma-separated adapters ({adapters})")
-    p.add_argument("--work", help="scratch folder for bundles, work dirs and the finished runs (rows.jsonl), shared by "
-                   "compare and ablation (default runs/bench-compare)")
+    p.add_argument("--work", help=f"scratch folder for bundles, work dirs and the finished runs (rows.jsonl) (default "
+                   f"{work}); an interrupted run resumes there")
     p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
-    p.add_argument("--refine", action="store_true", help="after each search's 1-3-10 ladder, also try the rates "
+    p.add_argument("--refine", action="store_true", help=f"{search}after each search's 1-3-10 ladder, also try the rates "
                    "halfway between the best and its neighbours (3e-3, 1e-2, 3e-2: 5e-3 and 2e-2); the work folder's "
                    "finished runs are reused")
-    p.add_argument("--select-seeds", type=int, metavar="K", help="each search chooses on the mean validation accuracy "
-                   "of the first K seeds, each rate run on each of them (default 1: the first seed's; sturdier against "
-                   "one split's noise, at K times the search's runs); the work folder's finished runs are reused")
-    p.add_argument("--head-search", action="store_true", help="after an adapter's rate is chosen (its head at head-only's "
-                   "chosen rate), also train its head at the rates head-only's search tried just below and above that "
-                   "one, and keep the best pair on validation (2 x K more runs per adapter and task); the work folder's "
-                   "finished runs are reused")
+    p.add_argument("--select-seeds", type=int, metavar="K", help=f"{search}each search chooses on the mean validation "
+                   "accuracy of the first K seeds, each rate run on each of them (default 1: the first seed's; sturdier "
+                   "against one split's noise, at K times the search's runs); the work folder's finished runs are reused")
+    p.add_argument("--head-search", action="store_true", help=f"{search}after an adapter's rate is chosen (its head at "
+                   "head-only's chosen rate), also train its head at the rates head-only's search tried just below and "
+                   "above that one, and keep the best pair on validation (2 x K more runs per adapter and task); the work "
+                   "folder's finished runs are reused")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,29 +91,36 @@ def run_compare_command(args: argparse.Namespace) -> int:
 
 
 def add_curve_arguments(p: argparse.ArgumentParser) -> None:
-    _common(p, "learning curve")
+    _training(p, "learning curve", "default head,quic12,lora8,full", work="runs/bench-curve",
+              search="with --search, ")
     p.add_argument("--sizes", help="comma-separated training sizes (default 50,200,800,3200)")
-    p.add_argument("--adapters", help="comma-separated adapters (default head,quic12,lora8,full)")
-    p.add_argument("--rates", help="`bench compare --json` files (comma-separated) whose chosen rates to use; the "
-                   "first file holding an adapter's rate gives it (default benchmarks/results/compare.json)")
-    p.add_argument("--work", help="scratch folder (default runs/bench-curve)")
-    p.add_argument("--jobs", type=int, help="training processes at once, one runtime thread each (default 2)")
+    p.add_argument("--rates", help="`bench compare --json` files (comma-separated) whose chosen rates every size uses; "
+                   "the first file holding an adapter's rate gives it (default benchmarks/results/compare.json)")
+    p.add_argument("--search", action="store_true", help="instead of --rates, every size chooses its own rates on its "
+                   "own validation split with `bench compare`'s search (needs head among the adapters; about twice the "
+                   "runs or more)")
 
 
 def run_curve_command(args: argparse.Namespace) -> int:
     from quic_edge.bench.curve import CurveSettings, run_curve
 
-    overrides = _overrides(args)
+    overrides = _training_overrides(args)
     if args.sizes:
         try:
             overrides["sizes"] = tuple(int(x) for x in _names(args.sizes) or ())
         except ValueError:
             raise ValueError(f"--sizes: give whole numbers separated by commas, got {args.sizes!r}") from None
-    for name in ("rates", "work", "jobs"):
-        if getattr(args, name):
-            overrides[name] = getattr(args, name)
-    if args.adapters:
-        overrides["adapters"] = _names(args.adapters)
+    if args.search and args.rates:
+        raise ValueError("--search and --rates: a curve either searches each size's rates or takes them from files; "
+                         "give one")
+    searching = [f"--{k.replace('_', '-')}" for k in ("refine", "select_seeds", "head_search") if k in overrides]
+    if searching and not args.search:
+        raise ValueError(f"{', '.join(searching)}: these shape each size's search, which only --search runs; add "
+                         "--search, or leave them out to use --rates")
+    if args.rates:
+        overrides["rates"] = args.rates
+    if args.search:
+        overrides["search"] = True
     settings = CurveSettings.make(quick=args.quick, **overrides)
     return _finish(run_curve(settings, progress=not args.no_progress), args, Path(settings.out) / "curve.md")
 

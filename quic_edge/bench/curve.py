@@ -2,12 +2,16 @@
 on one suite task, through the ONNX Runtime device loop.
 
     quic-edge bench curve --rates benchmarks/results/compare.json --sizes 50,200,800,3200
+    quic-edge bench curve --search --sizes 50,200,800,3200
 
-Each adapter trains at the rates a `bench compare` run chose for it on that task's validation split (its --json
-output, or benchmarks/results/compare.json): a search per size would multiply the cost by the grid, so the rates are
-those chosen at the compare run's size, which the report says. Every size is its own leak-free split (the same
-validation and test sizes), 3 seeds, the same epochs; each size's runs are kept in `<work>/n<size>/rows.jsonl` (an
-interrupted run resumes there). Writes curve.{json,md,png}.
+By default each adapter trains at the rates a `bench compare` run chose for it on that task's validation split (its
+--json output, or benchmarks/results/compare.json), the same at every size: cheap, but a rate chosen at one size can be
+wrong at another (a rate that suits 1,000 examples may diverge over 3,200 examples' steps). With --search every size
+runs `bench compare`'s own search on its own validation split (and --refine, --select-seeds, --head-search as there),
+at about twice the runs or more. The report says which, and where fixed rates came from (a compare run, or a file
+written by hand). Every size is its own leak-free split (the same validation and test sizes), 3 seeds, the same
+epochs; each size's runs are kept in `<work>/n<size>/rows.jsonl` (an interrupted run resumes there, and the two modes
+share the runs they have in common). Writes curve.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from quic_edge.bench.common import ADAPTERS, mean_spread
-from quic_edge.bench.compare import CompareSettings, Runner
+from quic_edge.bench.compare import CompareSettings, Runner, compare
 
 
 @dataclass(frozen=True)
@@ -26,28 +30,42 @@ class CurveSettings(CompareSettings):
     sizes: tuple[int, ...] = (50, 200, 800, 3200)
     adapters: tuple[str, ...] = ("head", "quic12", "lora8", "full")
     rates: str = "benchmarks/results/compare.json"  # comma-separated compare files; the first with an adapter wins
+    search: bool = False  # each size chooses its own rates on its validation split (rates is then not read)
     work: str = "runs/bench-curve"
     QUICK: ClassVar[dict[str, Any]] = CompareSettings.QUICK | dict(sizes=(8, 16), adapters=("head", "quic12"))
 
 
-def chosen_rates(paths: str, adapters: tuple[str, ...], task: str) -> dict[str, tuple[float, float | None]]:
-    """(rate, head rate) per adapter as the compare runs in `paths` (comma-separated `bench compare --json` files)
-    chose them on `task`'s validation split; the first file that holds an adapter's rate gives it."""
+def chosen_rates(paths: str, adapters: tuple[str, ...], task: str) -> dict[str, dict[str, Any]]:
+    """Per adapter {lr, head_lr, from}: the rates the compare runs in `paths` (comma-separated `bench compare --json`
+    files) chose on `task`'s validation split, and where they came from (rate_origin); the first file that holds an
+    adapter's rate gives it."""
     files = [Path(p) for p in paths.split(",") if p.strip()]
     found = []
     for path in files:
         try:
-            found.append(json.loads(path.read_text()).get("adapters", {}))
+            data = json.loads(path.read_text())
+            found.append((data.get("adapters", {}), rate_origin(path, data)))
         except (OSError, ValueError, AttributeError) as e:
             raise ValueError(f"rates: {path} is not a readable `bench compare --json` file ({e})") from None
     rates = {}
     for name in adapters:
-        rows = [f[name]["tasks"][task] for f in found if task in f.get(name, {}).get("tasks", {})]
+        rows = [(f[name]["tasks"][task], origin) for f, origin in found if task in f.get(name, {}).get("tasks", {})]
         if not rows:
             raise ValueError(f"rates: {paths} holds no chosen rate for {name} on {task}; run `quic-edge bench compare "
                              f"--adapters head,{name} --tasks {task}` first") from None
-        rates[name] = (rows[0]["lr"], rows[0]["head_lr"])
+        row, origin = rows[0]
+        rates[name] = {"lr": row["lr"], "head_lr": row["head_lr"], "from": origin}
     return rates
+
+
+def rate_origin(path: Path, data: dict[str, Any]) -> str:
+    """Where a rates file's rates came from, for the report: a `bench compare` run's validation choice (it carries its
+    settings and runs), or a file written by hand (its "note", if it has one, says why)."""
+    settings = data.get("settings")
+    if isinstance(settings, dict) and "runs" in data:
+        return f"chosen on validation by `bench compare` at {settings.get('n_train')} training examples ({path.name})"
+    note = data.get("note")
+    return f"written by hand in {path.name}, not chosen on validation" + (f" ({note})" if note else "")
 
 
 def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
@@ -60,36 +78,67 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"adapters: unknown {unknown}; known {list(ADAPTERS)}")
     task = s.tasks[0]
-    rates = chosen_rates(s.rates, s.adapters, task)
+    rates = None if s.search else chosen_rates(s.rates, s.adapters, task)
     points: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in s.adapters}
+    runs: list[dict[str, Any]] = []
     for size in s.sizes:
-        at = replace(s, n_train=size)
-        runner = Runner(at, Path(s.work) / f"n{size}", progress)
-        rows = runner.run([(name, *rates[name], task, seed) for name in s.adapters for seed in s.seeds])
+        at = replace(s, n_train=size, work=str(Path(s.work) / f"n{size}"))
+        if s.search:  # the comparison at this size: its own search on its own validation split
+            found = compare(at, progress)
+            runs += found["runs"]
+            for name in s.adapters:
+                row = found["adapters"][name]["tasks"][task]
+                points[name][size] = row["test"] | {"lr": row["lr"], "head_lr": row["head_lr"]}
+            continue
+        runner = Runner(at, Path(at.work), progress)
+        rows = runner.run([(name, rates[name]["lr"], rates[name]["head_lr"], task, seed) for name in s.adapters
+                           for seed in s.seeds])
         runner.close()
+        runs += rows
         for name in s.adapters:
             tests = [r["test"] for r in rows if r["adapter"] == name]
             points[name][size] = mean_spread(tests) | {"values": tests}
-    summary = {"settings": asdict(s), "task": task, "rates": {n: {"lr": r[0], "head_lr": r[1]} for n, r in rates.items()},
-               "points": points}
+    summary = {"settings": asdict(s), "task": task, "rates": rates, "points": points, "runs": runs,
+               "trained": {"runs": len(runs), "seconds": sum(r["train_seconds"] for r in runs)}}
     write_curve(Path(s.out), summary)
     return summary
 
 
+def _rates(at: dict[str, Any]) -> str:
+    return f"{at['lr']:g}" if at.get("head_lr") is None else f"{at['lr']:g}; {at['head_lr']:g}"
+
+
+def _cost(summary: dict[str, Any]) -> str:
+    if "trained" not in summary:  # summaries written before the curve counted its runs
+        return ""
+    trained = summary["trained"]
+    return (f" Its {trained['runs']} runs trained for {trained['seconds'] / 60:.1f} min (each run's own time, summed; "
+            "runs reused from the work folder included).")
+
+
 def curve_markdown(summary: dict[str, Any]) -> str:
-    s, sizes = summary["settings"], summary["settings"]["sizes"]
+    s, sizes, rates = summary["settings"], summary["settings"]["sizes"], summary["rates"]
+    if rates is None:
+        how = ("Rates: each size's own, chosen on its validation split by `bench compare`'s search "
+               f"(refine {s['refine']}, {s['select_seeds']} selection seed(s), head search {s['head_search']}).")
+    else:  # fixed rates: say where each came from (older summaries carry no origin: those were compare files)
+        origins = sorted({r.get("from", f"chosen on validation by `bench compare` ({s['rates']})") for r in rates.values()})
+        how = f"Rates: the same at every size, {'; '.join(origins)}."
     lines = [f"# Learning curve on {summary['task']}", "",
              f"Test accuracy ({s['n_test']} examples, seeds {list(s['seeds'])}, mean ± sample std) against training "
              f"examples, {s['epochs']} epochs, batch {s['batch_size']} x {s['seq_len']}, ONNX Runtime device loop, "
-             f"{s.get('schedule', 'constant')} learning-rate schedule. Rates: those `bench compare` chose on validation "
-             f"({s['rates']}), the same at every size.", "",
-             "| adapter (rate; head's rate) | " + " | ".join(f"n = {n}" for n in sizes) + " |",
-             "|---" * (1 + len(sizes)) + "|"]
+             f"{s.get('schedule', 'constant')} learning-rate schedule. {how}" + _cost(summary), ""]
+    lines += ["| adapter" + (" (rate; head's rate)" if rates else "") + " | " + " | ".join(f"n = {n}" for n in sizes)
+              + " |", "|---" * (1 + len(sizes)) + "|"]
     for name, at in summary["points"].items():
-        rate, head_rate = summary["rates"][name]["lr"], summary["rates"][name].get("head_lr")
-        rates = f"{rate:g}" if head_rate is None else f"{rate:g}; {head_rate:g}"
         cells = [f"{at[n]['mean']:.3f} ± {at[n]['std']:.3f}" for n in sizes]
-        lines.append(f"| {ADAPTERS[name].title} ({rates}) | " + " | ".join(cells) + " |")
+        label = ADAPTERS[name].title + (f" ({_rates(rates[name])})" if rates else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if rates is None:
+        lines += ["", "Rates chosen at each size (adapter's; head's):", "",
+                  "| adapter | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---" * (1 + len(sizes)) + "|"]
+        lines += [f"| {ADAPTERS[name].title} | " + " | ".join(_rates(at[n]) for n in sizes) + " |"
+                  for name, at in summary["points"].items()]
     return "\n".join(lines) + "\n"
 
 

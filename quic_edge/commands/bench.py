@@ -14,8 +14,9 @@ SUBCOMMANDS = {  # name: (help, description)
     ),
     "curve": (
         "the learning curve: test accuracy against training examples, head only against the adapters",
-        "Train head only and the adapters at the rates a compare run chose (--rates) on one suite task for each size "
-        "in --sizes, over seeds, on the ONNX Runtime device loop. Resumable per size. Writes curve.{json,md,png}.",
+        "Train head only and the adapters on one suite task for each size in --sizes, over seeds, on the ONNX Runtime "
+        "device loop: at the rates a compare run chose (--rates, the same at every size), or with --search at rates "
+        "each size chooses on its own validation split. Resumable per size. Writes curve.{json,md,png}.",
     ),
     "ablation": (
         "the paper's ablation on the suite: orders, circuit depth, layout, orthogonality, blocks, targets",

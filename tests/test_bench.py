@@ -82,6 +82,7 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert "constant learning-rate schedule" in table
     assert "the same at every size, chosen on validation by `bench compare` at 16 training examples (compare.json)" in table
     assert drawn["trained"] == {"runs": 4, "seconds": pytest.approx(sum(r["train_seconds"] for r in drawn["runs"]))}
+    assert f"its 4 runs trained for {drawn['trained']['seconds'] / 60:.1f} min" in table  # 2 sizes x 2 adapters x 1 seed
     assert main(["bench", "curve", "--quick", "--rates", str(out / "compare.json"), "--adapters", "head,full",
                  "--out", str(curve), "--no-progress"]) == 2
     assert "no chosen rate for full" in capsys.readouterr().err

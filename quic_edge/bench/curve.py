@@ -17,12 +17,14 @@ share the runs they have in common). Writes curve.{json,md,png}.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from quic_edge.bench.common import ADAPTERS, mean_spread
 from quic_edge.bench.compare import CompareSettings, Runner, compare
+from quic_edge.bench.report import time_text
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
     unknown = sorted(set(s.adapters) - set(ADAPTERS))
     if unknown:
         raise ValueError(f"adapters: unknown {unknown}; known {list(ADAPTERS)}")
-    task = s.tasks[0]
+    task, start = s.tasks[0], time.perf_counter()
     rates = None if s.search else chosen_rates(s.rates, s.adapters, task)
     points: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in s.adapters}
     runs: list[dict[str, Any]] = []
@@ -99,6 +101,7 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
             tests = [r["test"] for r in rows if r["adapter"] == name]
             points[name][size] = mean_spread(tests) | {"values": tests}
     summary = {"settings": asdict(s), "task": task, "rates": rates, "points": points, "runs": runs,
+               "total_seconds": time.perf_counter() - start,
                "trained": {"runs": len(runs), "seconds": sum(r["train_seconds"] for r in runs)}}
     write_curve(Path(s.out), summary)
     return summary
@@ -106,14 +109,6 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
 
 def _rates(at: dict[str, Any]) -> str:
     return f"{at['lr']:g}" if at.get("head_lr") is None else f"{at['lr']:g}; {at['head_lr']:g}"
-
-
-def _cost(summary: dict[str, Any]) -> str:
-    if "trained" not in summary:  # summaries written before the curve counted its runs
-        return ""
-    trained = summary["trained"]
-    return (f" Its {trained['runs']} runs trained for {trained['seconds'] / 60:.1f} min (each run's own time, summed; "
-            "runs reused from the work folder included).")
 
 
 def curve_markdown(summary: dict[str, Any]) -> str:
@@ -127,7 +122,9 @@ def curve_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Learning curve on {summary['task']}", "",
              f"Test accuracy ({s['n_test']} examples, seeds {list(s['seeds'])}, mean ± sample std) against training "
              f"examples, {s['epochs']} epochs, batch {s['batch_size']} x {s['seq_len']}, ONNX Runtime device loop, "
-             f"{s.get('schedule', 'constant')} learning-rate schedule. {how}" + _cost(summary), ""]
+             f"{s.get('schedule', 'constant')} learning-rate schedule. {how}", ""]
+    if "total_seconds" in summary:  # summaries written before the curve timed itself say nothing of it
+        lines += [time_text(summary), ""]
     lines += ["| adapter" + (" (rate; head's rate)" if rates else "") + " | " + " | ".join(f"n = {n}" for n in sizes)
               + " |", "|---" * (1 + len(sizes)) + "|"]
     for name, at in summary["points"].items():

@@ -553,7 +553,7 @@ def test_a_benchmark_head_search_trains_the_other_head_rates_and_the_other_seeds
     decides, so seed 1 must train at that head rate: a fresh bundle, a real run."""
     from quic_edge.bench.compare import CompareSettings, Runner, grid
 
-    s = CompareSettings.make(quick=True, adapters=("head", "quic12"), seeds=(0, 1), head_search=True,
+    s = CompareSettings.make(quick=True, adapters=("head", "quic12"), seeds=(0, 1), head_search="beside",
                              work=str(tmp_path / "work"))
     task, lr = s.tasks[0], grid("quic12", quick=True)[0]
     Runner(s, Path(s.work), progress=False).close()  # a fresh work folder: its settings file
@@ -572,12 +572,56 @@ def test_a_benchmark_head_search_trains_the_other_head_rates_and_the_other_seeds
                                                                                      f"quic12-{lr:g}-0.003"}
 
 
+def test_a_ladder_head_search_tries_head_only_s_whole_ladder_then_the_adapter_s_rates_at_the_new_head_rate(
+        tmp_path, monkeypatch):
+    """QuIC (1,2) with a three-rate grid, a real (tiny) search: the runs at head-only's head rate and the head search's
+    runs are recorded (as an interrupted run leaves them), so rate 1e-2 is chosen and head 3e-3 wins at it; the
+    alternation must then train rates 3e-3 and 3e-2 at head 3e-3 (real runs) and keep whichever pair is better on
+    validation; seed 1 trains at that pair."""
+    from quic_edge.bench import compare
+    from quic_edge.bench.compare import CompareSettings, Runner, other_head_rates
+
+    head = {"lr": 1e-1, "ladder": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+            "search": [{"lr": lr, "val": v} for lr, v in ((3e-3, .54), (1e-2, .53), (3e-2, .55), (5e-2, .55),
+                                                          (1e-1, .56), (2e-1, .55), (3e-1, .54))]}
+    assert other_head_rates(head, "ladder") == [3e-3, 1e-2, 3e-2, 3e-1]  # not the halfway rates 5e-2, 2e-1
+    assert other_head_rates(head, "beside") == [5e-2, 2e-1]
+    with pytest.raises(ValueError, match="head-search: unknown 'grid'"):
+        CompareSettings.make(quick=True, head_search="grid")
+    monkeypatch.setattr(compare, "grid", lambda name, quick: (3e-3, 1e-2, 3e-2))
+    s = CompareSettings.make(quick=True, adapters=("head", "quic12"), seeds=(0, 1), head_search="ladder",
+                             work=str(tmp_path / "work"))
+    task = s.tasks[0]
+    Runner(s, Path(s.work), progress=False).close()  # a fresh work folder: its settings file
+    recorded = [(3e-3, 3e-2, 0.60), (1e-2, 3e-2, 0.65), (3e-2, 3e-2, 0.50), (1e-2, 3e-3, 0.70), (1e-2, 1e-1, 0.55)]
+    with open(Path(s.work) / "rows.jsonl", "w", encoding="utf-8") as handle:
+        for lr, head_lr, val in recorded:
+            handle.write(json.dumps({"adapter": "quic12", "lr": lr, "head_lr": head_lr, "task": task, "seed": 0,
+                                     "val": val, "test": 0.5}) + "\n")
+    runner = Runner(s, Path(s.work), progress=False)
+    chosen = runner.search("quic12", {task: 3e-2}, {task: [3e-3, 1e-1]}, again=True)[task]
+    runner.close()
+    assert chosen["head_search_lr"] == 1e-2 and chosen["head_lr"] == 3e-3  # 0.70 against 0.65 and 0.55
+    again = {r["lr"]: r["val"] for r in runner.rows if r["head_lr"] == 3e-3 and r["seed"] == 0 and r["lr"] != 1e-2}
+    assert sorted(again) == [3e-3, 3e-2] and all(0.0 <= v <= 1.0 for v in again.values())  # trained here
+    best = max(again, key=lambda lr: (again[lr], -lr))
+    assert chosen["lr"] == (best if again[best] > 0.70 else 1e-2)  # a tie keeps the rate chosen first
+    assert [(m["lr"], m["vals"]) for m in chosen["search_at_head"]] == [(3e-3, [again[3e-3]]), (1e-2, [0.70]),
+                                                                         (3e-2, [again[3e-2]])]
+    last = runner.rows[-1]
+    assert (last["lr"], last["head_lr"], last["seed"]) == (chosen["lr"], 3e-3, 1) and last["steps"] > 0
+
+
 def test_the_head_search_is_on_the_command_line_and_in_the_table(tmp_path):
     out = tmp_path / "out"
     assert main(["bench", "compare", "--quick", "--adapters", "head", "--head-search", "--out", str(out), "--work",
                  str(tmp_path / "work"), "--no-progress"]) == 0
-    assert json.loads((out / "compare.json").read_text())["settings"]["head_search"]
+    assert json.loads((out / "compare.json").read_text())["settings"]["head_search"] == "beside"
     assert "(--head-search)" in (out / "compare.md").read_text()
+    assert main(["bench", "compare", "--quick", "--adapters", "head", "--head-search", "ladder", "--out", str(out),
+                 "--work", str(tmp_path / "work"), "--no-progress"]) == 0
+    assert json.loads((out / "compare.json").read_text())["settings"]["head_search"] == "ladder"
+    assert "(--head-search ladder)" in (out / "compare.md").read_text()
 
 
 @pytest.mark.parametrize("k", ["0", "4"])

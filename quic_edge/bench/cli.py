@@ -48,10 +48,13 @@ def _training(p: argparse.ArgumentParser, what: str, adapters: str,
     p.add_argument("--select-seeds", type=int, metavar="K", help=f"{search}each search chooses on the mean validation "
                    "accuracy of the first K seeds, each rate run on each of them (default 1: the first seed's; sturdier "
                    "against one split's noise, at K times the search's runs); the work folder's finished runs are reused")
-    p.add_argument("--head-search", action="store_true", help=f"{search}after an adapter's rate is chosen (its head at "
-                   "head-only's chosen rate), also train its head at the rates head-only's search tried just below and "
-                   "above that one, and keep the best pair on validation (2 x K more runs per adapter and task); the work "
-                   "folder's finished runs are reused")
+    p.add_argument("--head-search", nargs="?", const="beside", choices=("beside", "ladder"),
+                   help=f"{search}after an adapter's rate is chosen (its head at head-only's chosen rate), also train its "
+                   "head at other head rates and keep the best pair on validation; the work folder's finished runs are "
+                   "reused. beside (the default): the rates head-only's search tried just below and above its choice "
+                   "(2 x K more runs per adapter and task); ladder: every rate of head-only's 1-3-10 ladder, and where "
+                   "another head rate wins, the adapter's rate searched again beside its choice at that head rate (up "
+                   "to about 6 x K more)")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,7 +82,7 @@ def _training_overrides(args: argparse.Namespace) -> dict:
     if args.select_seeds is not None:
         overrides["select_seeds"] = args.select_seeds
     if args.head_search:
-        overrides["head_search"] = True
+        overrides["head_search"] = args.head_search
     return overrides
 
 

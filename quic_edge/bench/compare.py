@@ -15,9 +15,13 @@ How (issue 12's protocol):
    times, while the top stays the best (the grid's top is then not a wall the choice leans on). With refine, the
    search then tries the rates halfway (geometrically, one significant digit: 1e-2 and 3e-2 give 2e-2) between the
    best and each tried neighbour, once, so the choice is never more than a factor of about 1.7 from a tried rate.
-   With head_search, the adapter at its chosen rate then trains its head at the rates head-only's search tried just
-   below and above its choice too, and keeps the (rate, head rate) pair with the best validation mean (a tie keeps
-   head-only's rate): a tie among head rates in head-only's search no longer decides an adapter's head.
+   With head_search "beside", the adapter at its chosen rate then trains its head at the rates head-only's search
+   tried just below and above its choice too, and keeps the (rate, head rate) pair with the best validation mean (a
+   tie keeps head-only's rate): a tie among head rates in head-only's search no longer decides an adapter's head.
+   With "ladder", its head tries every rate of head-only's 1-3-10 ladder (its grid and the rates it climbed to), and
+   where another head rate wins, the adapter's own rate is searched once more at that head rate (the tried rates just
+   below and above its choice): one alternation, so a head rate chosen for head-only training (which may suit a head
+   alone, not a head beside an adapter) no longer decides where the adapter's search looks.
 4. The chosen rate is run for the other seeds. Reported: test accuracy over seeds (mean, std, min, max), the
    validation accuracy that chose, and for QuIC the share of LoRA's gain over head only it captures,
    (acc_QuIC - acc_head) / (acc_LoRA - acc_head).
@@ -67,11 +71,15 @@ class CompareSettings(RunSettings):
     jobs: int = 2  # training processes at once, one runtime thread each
     refine: bool = False  # after the ladder, also the rates halfway between the best and its neighbours
     select_seeds: int = 1  # each search chooses on the mean validation accuracy of this many first seeds
-    head_search: bool = False  # then each adapter's head also tries head-only's tried rates beside head-only's choice
+    head_search: str = ""  # "beside" or "ladder": then each adapter's head tries other head rates too (see above)
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
+    HEAD_SEARCHES: ClassVar[tuple[str, ...]] = ("beside", "ladder")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.head_search not in ("", *self.HEAD_SEARCHES):
+            raise ValueError(f"head-search: unknown {self.head_search!r}; give one of {list(self.HEAD_SEARCHES)} "
+                             "(beside: head-only's tried rates next to its choice; ladder: its whole ladder)")
         if not 1 <= self.select_seeds <= len(self.seeds):
             raise ValueError(f"select-seeds: {self.select_seeds} is not between 1 and the number of seeds "
                              f"({len(self.seeds)}); choose on at most as many seeds as the run trains")
@@ -104,10 +112,10 @@ def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     runner = Runner(s, root, progress)
     head = runner.search("head", {task: None for task in s.tasks})
     head_lr = {task: head[task]["lr"] for task in s.tasks}
-    other_heads = {task: tried_beside_best(head[task]["search"]) for task in s.tasks} if s.head_search else None
+    other_heads = {task: other_head_rates(head[task], s.head_search) for task in s.tasks} if s.head_search else None
     chosen = {"head": head}
     for name in [a for a in s.adapters if a != "head"]:
-        chosen[name] = runner.search(name, head_lr, other_heads)
+        chosen[name] = runner.search(name, head_lr, other_heads, again=s.head_search == "ladder")
     runner.close()
     summary = {"settings": asdict(s), "head_lr": head_lr, "adapters": {}, "runs": runner.rows,  # each job once
                "counts": parameter_counts(), "total_seconds": time.perf_counter() - start,
@@ -201,11 +209,12 @@ class Runner:
         self.rows += rows
         return rows
 
-    def search(self, name: str, head_lr: dict[str, float | None],
-               other_heads: dict[str, list[float]] | None = None) -> dict[str, dict[str, Any]]:
+    def search(self, name: str, head_lr: dict[str, float | None], other_heads: dict[str, list[float]] | None = None,
+               again: bool = False) -> dict[str, dict[str, Any]]:
         """Per task, the rate with the best validation accuracy (the mean over the selection seeds); with other_heads,
-        then that rate with each of the task's other head rates, keeping the best (rate, head rate) pair; then the
-        other seeds at it."""
+        then that rate with each of the task's other head rates, keeping the best (rate, head rate) pair (and with
+        again, where the head rate changed, the adapter's rates beside its choice at the new head rate); then the
+        other seeds at the chosen pair."""
         selection = self.s.seeds[: self.s.select_seeds]
         rates = grid(name, self.s.quick)
 
@@ -221,6 +230,7 @@ class Runner:
             if not more:
                 break
             found += trials(more)
+        ladder = {t: sorted({r["lr"] for r in found if r["task"] == t}) for t in self.s.tasks}
         if self.s.refine and len(rates) > 1:
             found += trials((t, mid) for t in self.s.tasks for mid in rates_beside_best(per_rate(found, t)))
         chosen = {}
@@ -228,15 +238,26 @@ class Runner:
             means = per_rate(found, task)
             best = best_row(means)
             chosen[task] = {"lr": best["lr"], "head_lr": head_lr[task], "selection_seeds": list(selection),
-                            "search": means, "val_selection": best["val"]}
+                            "search": means, "val_selection": best["val"], "ladder": ladder[task]}
         if other_heads:
-            heads = self.run([(name, chosen[t]["lr"], h, t, seed) for t in self.s.tasks for h in other_heads[t]
-                              for seed in selection])
+            found += self.run([(name, chosen[t]["lr"], h, t, seed) for t in self.s.tasks for h in other_heads[t]
+                               for seed in selection])
             for task, choice in chosen.items():
-                at_rate = [r for r in found + heads if r["task"] == task and r["lr"] == choice["lr"]]
+                at_rate = [r for r in found if r["task"] == task and r["lr"] == choice["lr"]]
                 tried = rate_means(at_rate, by="head_lr")
                 pick = best_head(tried, choice["head_lr"])
-                choice |= {"head_lr": pick["head_lr"], "val_selection": pick["val"], "head_search": tried}
+                choice |= {"head_lr": pick["head_lr"], "val_selection": pick["val"], "head_search": tried,
+                           "head_search_lr": choice["lr"]}
+        moved = {t: c for t, c in chosen.items() if c["head_lr"] != head_lr[t]} if again else {}
+        if moved:
+            found += self.run([(name, lr, c["head_lr"], t, seed) for t, c in moved.items()
+                               for lr in tried_beside_best(c["search"]) for seed in selection])
+            for task, choice in moved.items():
+                at_head = rate_means([r for r in found if r["task"] == task and r["head_lr"] == choice["head_lr"]])
+                pick = best_row(at_head)
+                if pick["val"] > choice["val_selection"]:  # a tie keeps the rate chosen beside head-only's head rate
+                    choice |= {"lr": pick["lr"], "val_selection": pick["val"]}
+                choice["search_at_head"] = at_head
         rest = [(name, chosen[t]["lr"], chosen[t]["head_lr"], t, seed) for t in self.s.tasks
                 for seed in self.s.seeds[len(selection):]]
         self.run(rest)
@@ -276,6 +297,15 @@ def rate_above_best(rows: list[dict[str, Any]]) -> float | None:
     exponent = math.floor(math.log10(top) + 1e-9)
     mantissa = top / 10**exponent
     return float(f"{3 * 10**exponent if mantissa < 2 else 10 ** (exponent + 1):.0e}")
+
+
+def other_head_rates(head: dict[str, Any], mode: str) -> list[float]:
+    """The head rates an adapter's head search tries besides head-only's choice: "beside" the tried rates just below
+    and above it, "ladder" every rate of head-only's ladder (its grid and the rates it climbed to, not the halfway
+    rates of --refine)."""
+    if mode == "beside":
+        return tried_beside_best(head["search"])
+    return [lr for lr in head["ladder"] if lr != head["lr"]]
 
 
 def tried_beside_best(rows: list[dict[str, Any]]) -> list[float]:

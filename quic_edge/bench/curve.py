@@ -115,7 +115,7 @@ def curve_markdown(summary: dict[str, Any]) -> str:
     s, sizes, rates = summary["settings"], summary["settings"]["sizes"], summary["rates"]
     if rates is None:
         how = ("Rates: each size's own, chosen on its validation split by `bench compare`'s search "
-               f"(refine {s['refine']}, {s['select_seeds']} selection seed(s), head search {s['head_search']}).")
+               f"(refine {s['refine']}, {s['select_seeds']} selection seed(s), head search {s['head_search'] or 'none'}).")
     else:  # fixed rates: say where each came from (older summaries carry no origin: those were compare files)
         origins = sorted({r.get("from", f"chosen on validation by `bench compare` ({s['rates']})") for r in rates.values()})
         how = f"Rates: the same at every size, {'; '.join(origins)}."

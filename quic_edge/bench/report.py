@@ -68,7 +68,12 @@ def selection_text(s: dict[str, Any]) -> str:
 
 def head_text(s: dict[str, Any]) -> str:
     """At which rate an adapter's head trained, as the tables' introductions say it."""
-    if s.get("head_search"):
+    mode = s.get("head_search")  # True in results written before there was a choice: "beside"
+    if mode == "ladder":
+        return ("the head at the rate head-only training chose on validation or, where the adapter's validation was "
+                "better (--head-search ladder), at another rate of head-only's 1-3-10 ladder, its own rate then searched "
+                "again beside its choice at that head rate (the tables name the head rate then)")
+    if mode:
         return ("the head at the rate head-only training chose on validation or, where the adapter's validation was "
                 "better (--head-search), at the rate head-only's search tried just below or above it (the tables name "
                 "it then)")
@@ -133,7 +138,11 @@ def compare_markdown(summary: dict[str, Any]) -> str:
             tried = ", ".join(f"{x['lr']:g}: {x['val']:.3f}" for x in r["tasks"][t]["search"])
             heads = r["tasks"][t].get("head_search")
             if heads:
-                tried += f"; at {r['tasks'][t]['lr']:g}, head " + ", ".join(f"{x['head_lr']:g}: {x['val']:.3f}" for x in heads)
+                at, rate = r["tasks"][t].get("search_at_head"), r["tasks"][t].get("head_search_lr", r["tasks"][t]["lr"])
+                tried += f"; at {rate:g}, head " + ", ".join(f"{x['head_lr']:g}: {x['val']:.3f}" for x in heads)
+                if at:
+                    tried += (f"; at head {r['tasks'][t]['head_lr']:g}, " + ", ".join(f"{x['lr']:g}: {x['val']:.3f}"
+                                                                                    for x in at))
             lines.append(f"- {r['title']}, {t}: {tried}")
     lines += ["", time_text(summary), ""]
     return "\n".join(lines)

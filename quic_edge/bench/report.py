@@ -68,16 +68,16 @@ def selection_text(s: dict[str, Any]) -> str:
 
 def head_text(s: dict[str, Any]) -> str:
     """At which rate an adapter's head trained, as the tables' introductions say it."""
+    chosen = "the head at the rate head-only training chose on validation"
     mode = s.get("head_search")  # True in results written before there was a choice: "beside"
     if mode == "ladder":
-        return ("the head at the rate head-only training chose on validation or, where the adapter's validation was "
-                "better (--head-search ladder), at another rate of head-only's 1-3-10 ladder, its own rate then searched "
-                "again beside its choice at that head rate (the tables name the head rate then)")
+        return (f"{chosen} or, where the adapter's validation was better (--head-search ladder), at another rate of "
+                "head-only's 1-3-10 ladder, its own rate then searched again beside its choice at that head rate (the "
+                "tables name the head rate then)")
     if mode:
-        return ("the head at the rate head-only training chose on validation or, where the adapter's validation was "
-                "better (--head-search), at the rate head-only's search tried just below or above it (the tables name "
-                "it then)")
-    return "the head at the rate head-only training chose on validation"
+        return (f"{chosen} or, where the adapter's validation was better (--head-search), at the rate head-only's "
+                "search tried just below or above it (the tables name it then)")
+    return chosen
 
 
 def rate_cell(choice: dict[str, Any], head_lr: float | None) -> str:

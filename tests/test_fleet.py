@@ -61,6 +61,14 @@ def test_load_parameters_writes_the_global_into_the_device_loop(bundle, tmp_path
         loop.load_parameters({k: v for k, v in values.items() if k != "classifier.bias"})
 
 
+@pytest.mark.parametrize("seconds", ["0", "-5", "nan", "inf"])
+def test_a_round_timeout_that_is_not_a_positive_number_of_seconds_is_refused_before_any_work(seconds, tmp_path):
+    result = _run_cli("fleet", "simulate", "--round-timeout", seconds, "--out", str(tmp_path / "out"), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "round timeout: the server needs a positive number of seconds" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def _run_cli(*args: str, timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "quic_edge.cli", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -70,6 +78,7 @@ def test_simulation_rejects_faulty_clients_and_keeps_the_global_clean(bundle):
     result = _run_cli(
         "fleet", "simulate", "--clients", "5", "--rounds", "2", "--n-train", "8", "--n-test", "8", "--heldout", "24",
         "--no-lora", "--no-centralized", "--cpus", "2", "--faults", "2:nan,3:drop,4:foreign-config",
+        "--round-timeout", "240",  # a reply lost in the engine shows as a dropped client below, not as this run's timeout
         "--out", str(out), "--json", str(out / "s.json"), timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]

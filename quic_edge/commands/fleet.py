@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-lora", action="store_true", help="skip the LoRA rank-8 comparison")
     s.add_argument("--no-centralized", action="store_true", help="skip the centralized baseline")
     s.add_argument("--faults", default="", help="fault drill, e.g. '3:nan,5:drop,7:foreign-base' (QuIC federation)")
+    s.add_argument("--round-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="seconds the server waits for a round's replies; a client silent by then is dropped (default 600)")
     s.add_argument("--out", default="runs/fleet", help="output folder (default runs/fleet)")
     s.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
     s.set_defaults(func=run)
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         clients=args.clients, rounds=args.rounds, runtime=args.runtime, out=args.out, alpha=args.alpha, seed=args.seed,
         n_train=args.n_train, n_test=args.n_test, heldout=args.heldout, seq_len=args.seq_len, cpus=args.cpus,
         adapters=tuple(a for a in ADAPTERS if not (a == "lora" and args.no_lora)), centralized=not args.no_centralized,
-        faults=args.faults,
+        faults=args.faults, round_timeout=args.round_timeout,
     )
     summary = run_fleet(settings)
     if args.json:

@@ -43,6 +43,7 @@ class FleetSettings:
     cpus: int = 2  # Ray workers in parallel (each client's loop runs on one ORT thread)
     faults: str = ""
     model: str = "minilm"
+    round_timeout: float = 600.0  # seconds the server waits for a round's replies; a client silent by then is dropped
 
 
 def export_fleet_bundle(settings: FleetSettings, adapter: str, out_dir: Path) -> Path:
@@ -71,6 +72,7 @@ def server_settings(settings: FleetSettings, bundle: Path, out: Path) -> ServerS
         bundle=str(bundle.resolve()), work_root=str((out / "work").resolve()), clients=settings.clients,
         n_train=settings.n_train, n_test=settings.n_test, heldout=settings.heldout, alpha=settings.alpha,
         seed=settings.seed, threads=1, faults=settings.faults, rounds=settings.rounds, out=str(out.resolve()),
+        round_timeout=settings.round_timeout,
     )
 
 
@@ -112,6 +114,9 @@ def run_fleet(settings: FleetSettings) -> dict[str, Any]:
 
     if settings.runtime != "ort":
         raise ValueError(f"runtime: the fleet needs a loop whose parameters can be set (only 'ort'), not {settings.runtime!r}")
+    if not 0 < settings.round_timeout < float("inf"):
+        raise ValueError(f"round timeout: the server needs a positive number of seconds to wait for a round's replies, "
+                         f"not {settings.round_timeout!r}")
     out = Path(settings.out)
     summary: dict[str, Any] = {"settings": asdict(settings), "federations": {}}
     start = time.perf_counter()

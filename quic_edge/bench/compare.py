@@ -36,8 +36,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import shutil
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -127,6 +129,25 @@ def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Fresh (spawned) processes for training jobs, each of which ends itself when this process is gone: a killed
+    run leaves no worker training on for nobody."""
+    return ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """In a pool worker: a daemon thread that ends the process once `parent` is no longer its parent (it was killed,
+    and the worker was handed to init); a worker busy in a training job is ended mid-job, nothing of it was recorded."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class Runner:
     """Exports bundles as needed and runs training jobs in a pool of fresh processes."""
 
@@ -138,7 +159,7 @@ class Runner:
         self.exports: dict[tuple, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.done = self._resume()
-        self.pool = ProcessPoolExecutor(max_workers=max(1, s.jobs), mp_context=get_context("spawn"))
+        self.pool = worker_pool(s.jobs)
         self.bar = tqdm(disable=not progress, desc="bench compare", unit="run")
 
     def _resume(self) -> dict[tuple, dict[str, Any]]:

@@ -61,9 +61,10 @@ from quic_edge.bench.common import (
     mean_spread,
     step_schedule,
 )
+from quic_edge.bench.runs_files import data_settings, read_runs
 from quic_edge.data import Example
 from quic_edge.state import delta_parameters
-from quic_edge.suite import suite_split
+from quic_edge.suite import TASKS, suite_split
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class CompareSettings(RunSettings):
     refine: bool = False  # after the ladder, also the rates halfway between the best and its neighbours
     select_seeds: int = 1  # each search chooses on the mean validation accuracy of this many first seeds
     head_search: str = ""  # "beside" or "ladder": then each adapter's head tries other head rates too (see above)
+    runs_from: tuple[str, ...] = ()  # results files whose finished runs seed the work folder (runs_files.py)
     QUICK: ClassVar[dict[str, Any]] = RunSettings.QUICK | dict(adapters=("quic12", "lora8", "head"), jobs=1)
     HEAD_SEARCHES: ClassVar[tuple[str, ...]] = ("beside", "ladder")
 
@@ -159,6 +161,7 @@ class Runner:
         self.exports: dict[tuple, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.done = self._resume()
+        self._seed()
         self.pool = worker_pool(s.jobs)
         self.bar = tqdm(disable=not progress, desc="bench compare", unit="run")
 
@@ -167,11 +170,7 @@ class Runner:
         another job count, picks them up). Finished runs made with other data settings are never removed: the run
         stops and asks for another work folder."""
         settings, rows = self.root / "settings.json", self.root / "rows.jsonl"
-        data = ("n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len", "quick")  # rows are keyed by task, seed
-        keyed = {k: v for k, v in asdict(self.s).items() if k in data}
-        if self.s.schedule != "constant":  # folders of runs made before there was a choice stay valid
-            keyed["schedule"] = self.s.schedule
-        wanted = json.dumps(keyed, sort_keys=True)
+        wanted = data_settings(asdict(self.s))  # rows are keyed by adapter, rates, task and seed
         if not (settings.exists() and settings.read_text() == wanted and rows.exists()):
             if settings.exists() and rows.exists() and rows.stat().st_size:
                 raise ValueError(f"{self.root} holds runs finished with other settings ({settings.read_text()}; "
@@ -188,6 +187,21 @@ class Runner:
                 continue
             done[_key(row)] = row
         return done
+
+    def _seed(self) -> None:
+        """The runs of the results files in `runs_from` that this folder lacks, recorded in it (its own runs, then
+        the first file's, win). Every file is read and checked before anything is recorded."""
+        wanted, found = data_settings(asdict(self.s)), []
+        for path in self.s.runs_from:
+            made_with, rows = read_runs(path, set(ADAPTERS), set(TASKS))
+            if made_with != wanted:
+                raise ValueError(f"--runs-from {path}: its runs were made with {made_with}, this run's data settings "
+                                 f"are {wanted}; give the options it was made with, or leave the file out")
+            found += rows
+        for row in found:
+            if _key(row) not in self.done:
+                self.done[_key(row)] = row
+                self._record(row)
 
     def _record(self, row: dict[str, Any]) -> None:
         with open(self.root / "rows.jsonl", "a", encoding="utf-8") as handle:

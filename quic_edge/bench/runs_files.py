@@ -1,0 +1,108 @@
+"""Finished training runs kept in results files, read back to seed a work folder (`bench compare --runs-from`).
+
+A results file pair, as `bench compare` and `bench ablation` write them (and as benchmarks/results holds them):
+`<stem>.json` (the summary: its `settings`, and for a comparison every run it used, under `runs`) and, where kept,
+`<stem>_runs.jsonl` (one run per line). Either file names the pair. Its runs seed a work folder only when they were
+made with the folder's data settings, read from the summary; every run is checked at the door.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# What decides a run's numbers besides its (adapter, lr, head_lr, task, seed) key: runs made with other values of
+# these are never reused. The schedule joined later: folders made before there was a choice hold constant-rate runs.
+DATA_SETTINGS = ("n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len", "quick")
+RUNS_SUFFIX = "_runs.jsonl"
+
+
+def data_settings(values: dict[str, Any]) -> str:
+    """The settings a run's numbers depend on (from a settings dict), as a work folder's settings.json holds them."""
+    keyed = {k: v for k, v in values.items() if k in DATA_SETTINGS}
+    if values.get("schedule", "constant") != "constant":
+        keyed["schedule"] = values["schedule"]
+    return json.dumps(keyed, sort_keys=True)
+
+
+def pair_of(path: str | Path) -> tuple[Path, Path]:
+    """(summary, runs file) of the pair `path` names, either of them."""
+    path = Path(path)
+    if path.name.endswith(RUNS_SUFFIX):
+        return path.with_name(path.name[: -len(RUNS_SUFFIX)] + ".json"), path
+    return path, path.with_name(path.stem + RUNS_SUFFIX)
+
+
+def read_runs(path: str | Path, known_adapters: set[str], known_tasks: set[str]) -> tuple[str, list[dict[str, Any]]]:
+    """(data settings, runs) of the results pair `path` names: the summary's runs, then the runs file's (either may be
+    missing, not both); each run checked. Raises ValueError saying what is wrong and where."""
+    summary_file, runs_file = pair_of(path)
+    if not summary_file.is_file():
+        raise ValueError(f"--runs-from {path}: no summary {summary_file.name} beside it; the runs are reused only with "
+                         "the settings they were made with, which that file holds (give a .json a benchmark wrote)")
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--runs-from {summary_file}: not a JSON summary ({error})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
+        raise ValueError(f"--runs-from {summary_file}: no settings in it; give a summary `bench compare` or "
+                         "`bench ablation` wrote")
+    rows = summary.get("runs") or []
+    if not isinstance(rows, list):
+        raise ValueError(f"--runs-from {summary_file}: its `runs` is not a list of runs")
+    where = [f"{summary_file.name}, run {i + 1}" for i in range(len(rows))]
+    if runs_file.is_file():
+        for number, line in enumerate(runs_file.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"--runs-from {runs_file}, line {number}: not JSON ({error})") from None
+                where.append(f"{runs_file.name}, line {number}")
+    if not rows:
+        raise ValueError(f"--runs-from {path}: holds no runs (neither {summary_file.name}'s `runs` nor "
+                         f"{runs_file.name})")
+    for row, place in zip(rows, where, strict=True):
+        problem = row_problem(row, known_adapters, known_tasks)
+        if problem:
+            raise ValueError(f"--runs-from {place}: {problem}; the file was not written by a benchmark, or was "
+                             "changed since")
+    return data_settings(summary["settings"]), rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def row_problem(row: Any, known_adapters: set[str], known_tasks: set[str]) -> str:
+    """What is wrong with one run as read from a file ("" when nothing is)."""
+    if not isinstance(row, dict):
+        return f"a run is a JSON object, got {type(row).__name__}"
+    if row.get("adapter") not in known_adapters:
+        return f"adapter {row.get('adapter')!r} is not one this toolkit knows"
+    if row.get("task") not in known_tasks:
+        return f"task {row.get('task')!r} is not one of the suite's"
+    seed = row.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return f"seed {seed!r} is not a whole number >= 0"
+    head_lr = row.get("head_lr")
+    for name, value in (("lr", row.get("lr")), ("head_lr", head_lr)):
+        if name == "head_lr" and value is None:
+            continue
+        if not _number(value) or not 0 < value < math.inf:
+            return f"{name} {value!r} is not a positive learning rate"
+    for name in ("val", "test"):
+        if not _number(row.get(name)) or not 0 <= row[name] <= 1:
+            return f"{name} accuracy {row.get(name)!r} is not a number between 0 and 1"
+    for name in ("steps", "trainable", "adapter_numbers", "delta_bytes"):
+        value = row.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{name} {value!r} is not a whole number >= 0"
+    if not _number(row.get("train_seconds")) or not 0 <= row["train_seconds"] < math.inf:
+        return f"train_seconds {row.get('train_seconds')!r} is not a number of seconds"
+    for name in ("first_loss", "last_loss"):  # a diverged run's loss may be NaN: it is kept as it was
+        if not _number(row.get(name)):
+            return f"{name} {row.get(name)!r} is not a number"
+    return ""

@@ -1,0 +1,100 @@
+"""`bench compare --runs-from`: a committed results file reproduces its table without training, and a file made with
+other settings, or changed since, is refused before anything is recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quic_edge.cli import main
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+LADDER = RESULTS / "compare_select5_ladder_word_order"  # 145 runs in the summary, its 30 new ones beside it
+ARGS = ["bench", "compare", "--schedule", "linear", "--refine", "--select-seeds", "5", "--head-search", "ladder",
+        "--tasks", "bbc-word-order", "--adapters", "head,lora8,quic12", "--seeds", "0,1,2,3,4", "--no-progress"]
+
+
+def _compare(tmp_path: Path, *extra: str) -> int:
+    return main([*ARGS, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), *extra])
+
+
+@pytest.mark.parametrize("named", [".json", "_runs.jsonl"])
+def test_a_committed_results_file_reproduces_its_table_without_training(tmp_path, named):
+    assert _compare(tmp_path, "--runs-from", str(LADDER) + named) == 0
+    got = json.loads((tmp_path / "out" / "compare.json").read_text())
+    want = json.loads(LADDER.with_suffix(".json").read_text())
+    assert not (tmp_path / "work" / "bundles").exists()  # nothing was exported, so nothing trained
+    for name in ("head", "lora8", "quic12"):
+        assert got["adapters"][name] == want["adapters"][name]
+    assert got["gain_captured"] == want["gain_captured"]
+    table = (tmp_path / "out" / "compare.md").read_text().splitlines()
+    assert table[:-1] == LADDER.with_suffix(".md").read_text().splitlines()[:-1]  # all but the wall time
+    rows = (tmp_path / "work" / "rows.jsonl").read_text().splitlines()
+    assert len(rows) == len({json.dumps([r[k] for k in ("adapter", "lr", "head_lr", "task", "seed")])
+                             for r in map(json.loads, rows)}) == 145
+
+
+def test_a_file_made_with_other_data_settings_is_refused(tmp_path, capsys):
+    assert _compare(tmp_path, "--n-train", "500", "--runs-from", str(LADDER) + ".json") == 2
+    err = capsys.readouterr().err
+    assert "its runs were made with" in err and '"n_train": 1000' in err and '"n_train": 500' in err
+    assert "Traceback" not in err
+
+
+def _copy(tmp_path: Path, stem: str, change=None) -> Path:
+    """The ladder pair copied under another stem, with `change(summary)` applied to its summary."""
+    summary = json.loads(LADDER.with_suffix(".json").read_text())
+    if change:
+        change(summary)
+    (tmp_path / f"{stem}.json").write_text(json.dumps(summary))
+    shutil.copy(str(LADDER) + "_runs.jsonl", tmp_path / f"{stem}_runs.jsonl")
+    return tmp_path / f"{stem}.json"
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("val", 1.5, "val accuracy 1.5 is not a number between 0 and 1"),
+    ("lr", -0.01, "lr -0.01 is not a positive learning rate"),
+    ("adapter", "lora9000", "adapter 'lora9000' is not one this toolkit knows"),
+    ("seed", "0", "seed '0' is not a whole number >= 0"),
+    ("steps", None, "steps None is not a whole number >= 0"),
+])
+def test_a_changed_run_is_refused_and_nothing_is_recorded(tmp_path, capsys, field, value, says):
+    good = _copy(tmp_path, "good")
+    bad = _copy(tmp_path, "bad", lambda summary: summary["runs"][7].update({field: value}))
+    assert _compare(tmp_path, "--runs-from", str(good), "--runs-from", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert f"--runs-from bad.json, run 8: {says}" in err and "Traceback" not in err
+    rows = tmp_path / "work" / "rows.jsonl"
+    assert not rows.exists() or not rows.read_text()  # the good file's runs were not recorded either
+
+
+def test_a_torn_runs_file_and_a_lone_runs_file_are_refused(tmp_path, capsys):
+    torn = _copy(tmp_path, "torn")
+    with open(tmp_path / "torn_runs.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"adapter": "quic12", "lr": 0.0\n')
+    assert _compare(tmp_path, "--runs-from", str(torn)) == 2
+    assert "torn_runs.jsonl, line 31: not JSON" in capsys.readouterr().err
+    lone = tmp_path / "lone_runs.jsonl"
+    shutil.copy(str(LADDER) + "_runs.jsonl", lone)
+    assert _compare(tmp_path, "--runs-from", str(lone)) == 2
+    assert "no summary lone.json beside it" in capsys.readouterr().err
+
+
+def test_the_folder_s_own_runs_win_over_a_file_s(tmp_path):
+    """A run the folder finished is kept as it is; the file adds only the runs the folder lacks."""
+    work = tmp_path / "work"
+    work.mkdir()
+    summary = json.loads(LADDER.with_suffix(".json").read_text())
+    settings = {k: summary["settings"][k] for k in ("n_train", "n_val", "n_test", "epochs", "batch_size", "seq_len",
+                                                    "quick", "schedule")}
+    (work / "settings.json").write_text(json.dumps(settings, sort_keys=True))
+    (work / ".quic-edge-scratch").write_text("")
+    own = dict(summary["runs"][0], test=0.123)
+    (work / "rows.jsonl").write_text(json.dumps(own) + "\n")
+    assert _compare(tmp_path, "--runs-from", str(LADDER) + ".json") == 0
+    rows = [json.loads(line) for line in (work / "rows.jsonl").read_text().splitlines()]
+    assert rows[0] == own and len(rows) == 145
+    assert sum(r["test"] == 0.123 for r in rows) == 1

@@ -128,6 +128,11 @@ def test_quick_ablation_reports_each_configuration_beside_head_and_the_paper(tmp
     assert main(["bench", "compare", "--quick", "--adapters", "head,quic2", "--out", str(tmp_path / "c"), "--work",
                  str(work), "--no-progress"]) == 0
     assert (work / "rows.jsonl").read_text() == before
+    # the ablation's own summary seeds a fresh folder (--runs-from): the same table without training
+    assert main(["bench", "ablation", "--quick", "--out", str(tmp_path / "again"), "--work", str(tmp_path / "w2"),
+                 "--runs-from", str(out / "ablation.json"), "--no-progress"]) == 0
+    assert not (tmp_path / "w2" / "bundles").exists()
+    assert json.loads((tmp_path / "again" / "ablation.json").read_text())["rows"] == summary["rows"]
 
 
 def test_ablation_row_measures_each_configuration_against_head_and_lora():

@@ -85,7 +85,7 @@ def run_ablation(s: AblationSettings, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     result = compare(s, progress)
     summary = {"settings": asdict(s), "head_lr": result["head_lr"], "total_seconds": time.perf_counter() - start,
-               "trained": result["trained"],
+               "trained": result["trained"], "runs": result["runs"],  # every run, so --runs-from can reuse them
                "rows": [ablation_row(name, result) for _, name in ROWS if name in s.adapters]}
     write_ablation(Path(s.out), summary)
     return summary

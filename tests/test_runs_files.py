@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quic_edge.cli import main
 
@@ -98,3 +100,30 @@ def test_the_folder_s_own_runs_win_over_a_file_s(tmp_path):
     rows = [json.loads(line) for line in (work / "rows.jsonl").read_text().splitlines()]
     assert rows[0] == own and len(rows) == 145
     assert sum(r["test"] == 0.123 for r in rows) == 1
+
+
+GOOD_ROW = json.loads((Path(str(LADDER) + "_runs.jsonl")).read_text().splitlines()[0])
+CHECKED = ("adapter", "task", "seed", "lr", "val", "test", "steps", "trainable", "adapter_numbers", "delta_bytes",
+           "train_seconds", "first_loss", "last_loss")
+WRONG = st.one_of(st.none(), st.booleans(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
+                  st.sampled_from([-1, -0.5, float("inf"), float("-inf"), 1e9]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(CHECKED), value=WRONG)
+def test_any_checked_field_of_a_run_set_to_a_wrong_value_is_named(field, value):
+    from quic_edge.bench.common import ADAPTERS
+    from quic_edge.bench.runs_files import row_problem
+    from quic_edge.suite import TASKS
+
+    assert row_problem(GOOD_ROW, set(ADAPTERS), set(TASKS)) == ""
+    row = dict(GOOD_ROW, **{field: value})
+    allowed = {  # values a field may really hold: a large count or rate, a diverged run's infinite loss
+        "steps": (1e9,), "trainable": (1e9,), "adapter_numbers": (1e9,), "delta_bytes": (1e9,), "lr": (1e9,),
+        "train_seconds": (1e9,), "first_loss": (-1, -0.5, float("inf"), float("-inf"), 1e9),
+        "last_loss": (-1, -0.5, float("inf"), float("-inf"), 1e9),
+    }
+    if any(value is v or (type(value) is type(v) and value == v) for v in allowed.get(field, ())):
+        return
+    problem = row_problem(row, set(ADAPTERS), set(TASKS))
+    assert field.split("_")[0] in problem, (field, value, problem)

@@ -54,7 +54,11 @@ def read_runs(path: str | Path, known_adapters: set[str], known_tasks: set[str])
         raise ValueError(f"--runs-from {summary_file}: its `runs` is not a list of runs")
     where = [f"{summary_file.name}, run {i + 1}" for i in range(len(rows))]
     if runs_file.is_file():
-        for number, line in enumerate(runs_file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = runs_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"--runs-from {runs_file}: not a text file of runs ({error})") from None
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -80,9 +84,9 @@ def row_problem(row: Any, known_adapters: set[str], known_tasks: set[str]) -> st
     """What is wrong with one run as read from a file ("" when nothing is)."""
     if not isinstance(row, dict):
         return f"a run is a JSON object, got {type(row).__name__}"
-    if row.get("adapter") not in known_adapters:
+    if not isinstance(row.get("adapter"), str) or row["adapter"] not in known_adapters:
         return f"adapter {row.get('adapter')!r} is not one this toolkit knows"
-    if row.get("task") not in known_tasks:
+    if not isinstance(row.get("task"), str) or row["task"] not in known_tasks:
         return f"task {row.get('task')!r} is not one of the suite's"
     seed = row.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

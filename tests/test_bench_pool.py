@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,3 +42,5 @@ def test_a_killed_run_s_workers_end_themselves_even_mid_job():
         assert not _running(worker), f"worker {worker} outlived its killed run"
     finally:
         run.kill()
+        if "worker" in locals() and _running(worker):  # a failed run of this test leaves no 600 s sleeper behind
+            os.kill(worker, signal.SIGKILL)

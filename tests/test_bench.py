@@ -101,6 +101,14 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
             assert point["lr"] == rows[name]["tasks"][task]["lr"] and point["head_lr"] == (None if name == "head" else head_lr)
     table = (searched / "curve.md").read_text()
     assert "each size's own, chosen on its validation split" in table and "Rates chosen at each size" in table
+    # every run names the size it was made at, so the curve's own results file seeds a fresh folder: nothing trains
+    assert sorted((r["n_train"], r["adapter"]) for r in found["runs"]) == [(8, "head"), (8, "quic12"), (16, "head"),
+                                                                           (16, "quic12")]
+    again = tmp_path / "curve-again"
+    assert main(["bench", "curve", "--quick", "--search", "--out", str(again), "--work", str(tmp_path / "fresh-work"),
+                 "--runs-from", str(searched / "curve.json"), "--no-progress"]) == 0
+    assert json.loads((again / "curve.json").read_text())["points"] == found["points"]
+    assert not (tmp_path / "fresh-work" / "n8" / "bundles").exists()
     assert f"| QuIC (1,2) | {rows['quic12']['tasks'][task]['lr']:g}; {head_lr:g} |" in table
     for bad, says in ((["--search", "--rates", str(out / "compare.json")], "give one"),
                       (["--refine"], "only --search runs"), (["--search", "--adapters", "quic12"], "needs head")):

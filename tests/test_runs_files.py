@@ -62,6 +62,7 @@ def _copy(tmp_path: Path, stem: str, change=None) -> Path:
     ("adapter", "lora9000", "adapter 'lora9000' is not one this toolkit knows"),
     ("seed", "0", "seed '0' is not a whole number >= 0"),
     ("steps", None, "steps None is not a whole number >= 0"),
+    ("steps", 374, "it took 374 steps, where 1000 examples x 3 epochs in batches of 8 take 375"),
 ])
 def test_a_changed_run_is_refused_and_nothing_is_recorded(tmp_path, capsys, field, value, says):
     good = _copy(tmp_path, "good")
@@ -126,3 +127,43 @@ def test_any_checked_field_of_a_run_set_to_a_wrong_value_is_named(field, value):
         return
     problem = row_problem(row, set(ADAPTERS), set(TASKS))
     assert field.split("_")[0] in problem, (field, value, problem)
+
+
+CURVE = RESULTS / "curve_search_small"  # a curve at 50 and 200 examples; its runs predate runs naming their size
+CURVE_ARGS = ["bench", "curve", "--search", "--refine", "--tasks", "bbc-word-order", "--sizes", "50,200", "--schedule",
+              "linear", "--seeds", "0,1,2", "--no-progress"]
+
+
+def test_a_committed_curve_reproduces_its_table_without_training(tmp_path):
+    """Each run goes to the folder of the size it was made at (told by its step count: 18 steps at 50, 75 at 200)."""
+    work = tmp_path / "work"
+    assert main([*CURVE_ARGS, "--work", str(work), "--out", str(tmp_path / "out"), "--runs-from",
+                 str(CURVE) + ".json"]) == 0
+    assert not any(work.glob("n*/bundles"))  # nothing was exported, so nothing trained
+    table = (tmp_path / "out" / "curve.md").read_text().splitlines()
+    want = CURVE.with_suffix(".md").read_text().splitlines()
+    assert [line for line in table if "Total time" not in line] == [line for line in want if "Total time" not in line]
+    steps = {size: {json.loads(line)["steps"] for line in (work / f"n{size}" / "rows.jsonl").read_text().splitlines()}
+             for size in (50, 200)}
+    assert steps == {50: {18}, 200: {75}}
+
+
+def test_a_curve_s_runs_never_seed_a_run_at_another_size(tmp_path, capsys):
+    """The curve's summary says 1,000 training examples (the comparison's default it inherits), its runs were made at
+    50 and 200: a comparison at 1,000 is refused, one at 200 takes the 200-example runs only; a run whose steps match
+    none of the curve's sizes is refused."""
+    args = ["bench", "compare", "--schedule", "linear", "--refine", "--tasks", "bbc-word-order", "--adapters", "head", "--seeds",
+            "0,1,2", "--no-progress", "--out", str(tmp_path / "out"), "--runs-from", str(CURVE) + ".json"]
+    assert main([*args, "--work", str(tmp_path / "w1000")]) == 2
+    err = capsys.readouterr().err
+    assert '"n_train": 50' in err and '"n_train": 200' in err and '"n_train": 1000' in err and "Traceback" not in err
+    assert main([*args, "--n-train", "200", "--work", str(tmp_path / "w200")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "w200" / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 31 and {r["steps"] for r in rows} == {75}
+    summary = json.loads(CURVE.with_suffix(".json").read_text())
+    summary["runs"][3]["steps"] = 30
+    (tmp_path / "odd.json").write_text(json.dumps(summary))
+    assert main([*CURVE_ARGS, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--runs-from",
+                 str(tmp_path / "odd.json")]) == 2
+    assert ("odd.json, run 4: its 30 steps match no single training size of the curve's [50, 200], and it names "
+            "none (n_train)") in capsys.readouterr().err

@@ -55,20 +55,17 @@ def _training(p: argparse.ArgumentParser, what: str, adapters: str,
                    "(2 x K more runs per adapter and task); ladder: every rate of head-only's 1-3-10 ladder, and where "
                    "another head rate wins, the adapter's rate searched again beside its choice at that head rate (up "
                    "to about 6 x K more)")
-
-
-def _runs_from(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-from", action="append", metavar="FILE",
                    help="a results file a benchmark wrote (<stem>.json or the <stem>_runs.jsonl beside it, e.g. "
-                   "benchmarks/results/compare_linear_refine.json): its finished runs seed the work folder, so they "
-                   "are reused, not trained again; refused unless made with this run's data settings (--n-train, "
-                   "--epochs, --schedule, ...); repeat for several files")
+                   "benchmarks/results/compare_linear_refine.json): its finished runs seed the work folder (a curve's: "
+                   "each size's folder, with the runs made at that size), so they are reused, not trained again; "
+                   "refused unless made with this run's data settings (--n-train or --sizes, --epochs, --schedule, "
+                   "...); repeat for several files")
 
 
 def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     _training(p, "comparison", "default quic12,quic123,quic1,lora8,head,full; also quic12-topK and lora8-topK, K = "
               "1..5: on the top K layers only; and the ablation's configurations")
-    _runs_from(p)
 
 
 def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,7 +73,6 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     _training(p, "ablation", "default every configuration: quic1-n15,quic12,quic123,quic2,quic23,quic1,quic12-d1,"
               "quic12-d3,quic12-d7,quic12-brick,quic12-free,quic12-b1,quic12-b2,quic12-b4,quic12-b6,quic12-qk,lora8-qk,"
               "quic12-vo,quic12-vf,lora8-vf,head,lora8,full; head is always needed")
-    _runs_from(p)
 
 
 def _training_overrides(args: argparse.Namespace) -> dict:
@@ -93,7 +89,7 @@ def _training_overrides(args: argparse.Namespace) -> dict:
         overrides["select_seeds"] = args.select_seeds
     if args.head_search:
         overrides["head_search"] = args.head_search
-    if getattr(args, "runs_from", None):  # compare and ablation only: a curve's sizes each have their own settings
+    if args.runs_from:
         overrides["runs_from"] = tuple(args.runs_from)
     return overrides
 

@@ -193,11 +193,11 @@ class Runner:
         the first file's, win). Every file is read and checked before anything is recorded."""
         wanted, found = data_settings(asdict(self.s)), []
         for path in self.s.runs_from:
-            made_with, rows = read_runs(path, set(ADAPTERS), set(TASKS))
-            if made_with != wanted:
-                raise ValueError(f"--runs-from {path}: its runs were made with {made_with}, this run's data settings "
-                                 f"are {wanted}; give the options it was made with, or leave the file out")
-            found += rows
+            made_with = read_runs(path, set(ADAPTERS), set(TASKS))
+            if wanted not in made_with:
+                raise ValueError(f"--runs-from {path}: its runs were made with {' or '.join(made_with)}, this run's "
+                                 f"data settings are {wanted}; give the options it was made with, or leave the file out")
+            found += made_with[wanted]
         for row in found:
             if _key(row) not in self.done:
                 self.done[_key(row)] = row

@@ -11,7 +11,9 @@ runs `bench compare`'s own search on its own validation split (and --refine, --s
 at about twice the runs or more. The report says which, and where fixed rates came from (a compare run, or a file
 written by hand). Every size is its own leak-free split (the same validation and test sizes), 3 seeds, the same
 epochs; each size's runs are kept in `<work>/n<size>/rows.jsonl` (an interrupted run resumes there, and the two modes
-share the runs they have in common). Writes curve.{json,md,png}.
+share the runs they have in common). --runs-from FILE seeds each size's folder with a results file's runs made at that
+size (a comparison's at its one size, a curve's at each of its sizes); every run of the summary names its size.
+Writes curve.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any, ClassVar
 from quic_edge.bench.common import ADAPTERS, mean_spread
 from quic_edge.bench.compare import CompareSettings, Runner, compare
 from quic_edge.bench.report import time_text
+from quic_edge.bench.runs_files import data_settings, read_runs
+from quic_edge.suite import TASKS
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,12 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
     rates = None if s.search else chosen_rates(s.rates, s.adapters, task)
     points: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in s.adapters}
     runs: list[dict[str, Any]] = []
+    seeds_for = _runs_files_by_size(s)
     for size in s.sizes:
-        at = replace(s, n_train=size, work=str(Path(s.work) / f"n{size}"))
+        at = replace(s, n_train=size, work=str(Path(s.work) / f"n{size}"), runs_from=seeds_for[size])
         if s.search:  # the comparison at this size: its own search on its own validation split
             found = compare(at, progress)
-            runs += found["runs"]
+            runs += [row | {"n_train": size} for row in found["runs"]]
             for name in s.adapters:
                 row = found["adapters"][name]["tasks"][task]
                 points[name][size] = row["test"] | {"lr": row["lr"], "head_lr": row["head_lr"]}
@@ -96,7 +101,7 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
         rows = runner.run([(name, rates[name]["lr"], rates[name]["head_lr"], task, seed) for name in s.adapters
                            for seed in s.seeds])
         runner.close()
-        runs += rows
+        runs += [row | {"n_train": size} for row in rows]
         for name in s.adapters:
             tests = [r["test"] for r in rows if r["adapter"] == name]
             points[name][size] = mean_spread(tests) | {"values": tests}
@@ -105,6 +110,23 @@ def run_curve(s: CurveSettings, progress: bool = True) -> dict[str, Any]:
                "trained": {"runs": len(runs), "seconds": sum(r["train_seconds"] for r in runs)}}
     write_curve(Path(s.out), summary)
     return summary
+
+
+def _runs_files_by_size(s: CurveSettings) -> dict[int, tuple[str, ...]]:
+    """Per training size, the --runs-from files that hold runs made at it; a file that holds none at any size is
+    refused (its runs were made with other data settings)."""
+    wanted = {size: data_settings(asdict(replace(s, n_train=size))) for size in s.sizes}
+    seeds_for: dict[int, tuple[str, ...]] = {size: () for size in s.sizes}
+    for path in s.runs_from:
+        made_with = read_runs(path, set(ADAPTERS), set(TASKS))
+        sizes = [size for size in s.sizes if wanted[size] in made_with]
+        if not sizes:
+            raise ValueError(f"--runs-from {path}: its runs were made with {' or '.join(made_with)}, none with the "
+                             f"data settings of this curve's sizes ({wanted[s.sizes[0]]} at {s.sizes[0]} examples, and "
+                             "so on); give the options it was made with, or leave the file out")
+        for size in sizes:
+            seeds_for[size] += (path,)
+    return seeds_for
 
 
 def _rates(at: dict[str, Any]) -> str:

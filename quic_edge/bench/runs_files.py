@@ -1,9 +1,11 @@
 """Finished training runs kept in results files, read back to seed a work folder (`bench compare --runs-from`).
 
-A results file pair, as `bench compare` and `bench ablation` write them (and as benchmarks/results holds them):
-`<stem>.json` (the summary: its `settings`, and for a comparison every run it used, under `runs`) and, where kept,
+A results file pair, as `bench compare`, `bench ablation` and `bench curve` write them (and as benchmarks/results
+holds them): `<stem>.json` (the summary: its `settings`, and every run it used, under `runs`) and, where kept,
 `<stem>_runs.jsonl` (one run per line). Either file names the pair. Its runs seed a work folder only when they were
-made with the folder's data settings, read from the summary; every run is checked at the door.
+made with the folder's data settings, read from the summary; a learning curve's runs each were made at their own
+training size (the run's `n_train`; in curves written before runs carried it, the one of the curve's sizes whose step
+count the run took). Every run is checked at the door, its step count against its data settings too.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ def pair_of(path: str | Path) -> tuple[Path, Path]:
     return path, path.with_name(path.stem + RUNS_SUFFIX)
 
 
-def read_runs(path: str | Path, known_adapters: set[str], known_tasks: set[str]) -> tuple[str, list[dict[str, Any]]]:
-    """(data settings, runs) of the results pair `path` names: the summary's runs, then the runs file's (either may be
-    missing, not both); each run checked. Raises ValueError saying what is wrong and where."""
+def read_runs(path: str | Path, known_adapters: set[str], known_tasks: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """The runs of the results pair `path` names (the summary's, then the runs file's: either may be missing, not
+    both) by the data settings each was made with; each run checked. Raises ValueError saying what is wrong and
+    where."""
     summary_file, runs_file = pair_of(path)
     if not summary_file.is_file():
         raise ValueError(f"--runs-from {path}: no summary {summary_file.name} beside it; the runs are reused only with "
@@ -68,12 +71,50 @@ def read_runs(path: str | Path, known_adapters: set[str], known_tasks: set[str])
     if not rows:
         raise ValueError(f"--runs-from {path}: holds no runs (neither {summary_file.name}'s `runs` nor "
                          f"{runs_file.name})")
+    settings, found = summary["settings"], {}
     for row, place in zip(rows, where, strict=True):
-        problem = row_problem(row, known_adapters, known_tasks)
+        problem = row_problem(row, known_adapters, known_tasks) or _size_problem(row, settings)
         if problem:
             raise ValueError(f"--runs-from {place}: {problem}; the file was not written by a benchmark, or was "
                              "changed since")
-    return data_settings(summary["settings"]), rows
+        made_with = settings | {"n_train": _size_of(row, settings)}
+        found.setdefault(data_settings(made_with), []).append(row)
+    return found
+
+
+def _steps(settings: dict[str, Any], n_train: int) -> int:
+    """The steps a run takes over n_train examples (the device loop trains on full batches only)."""
+    return n_train // settings["batch_size"] * settings["epochs"]
+
+
+def _size_of(row: dict[str, Any], settings: dict[str, Any]) -> Any:
+    """The training size a run was made at: its own `n_train` in a curve, else the summary's; in a curve written
+    before runs carried their size, the one of its sizes whose step count the run took (None if not exactly one)."""
+    if "sizes" not in settings:
+        return settings.get("n_train")
+    if "n_train" in row:
+        return row["n_train"]
+    sizes = [n for n in settings["sizes"] if isinstance(n, int) and _steps(settings, n) == row["steps"]]
+    return sizes[0] if len(sizes) == 1 else None
+
+
+def _size_problem(row: dict[str, Any], settings: dict[str, Any]) -> str:
+    """What is wrong with a run's training size and step count, against the summary's settings ("" when nothing)."""
+    for name in ("batch_size", "epochs"):
+        if not isinstance(settings.get(name), int) or isinstance(settings[name], bool) or settings[name] < 1:
+            return f"the summary's {name} {settings.get(name)!r} is not a whole number >= 1"
+    size = _size_of(row, settings)
+    if "sizes" in settings and size is None:
+        return (f"its {row['steps']} steps match no single training size of the curve's {settings['sizes']}, and "
+                "it names none (n_train)")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        return f"n_train {size!r} is not a whole number >= 1"
+    if "sizes" in settings and size not in settings["sizes"]:
+        return f"n_train {size} is not one of the curve's sizes {settings['sizes']}"
+    if row["steps"] != _steps(settings, size):
+        return (f"it took {row['steps']} steps, where {size} examples x {settings['epochs']} epochs in batches of "
+                f"{settings['batch_size']} take {_steps(settings, size)}")
+    return ""
 
 
 def _number(value: Any) -> bool:

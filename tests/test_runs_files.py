@@ -63,6 +63,7 @@ def _copy(tmp_path: Path, stem: str, change=None) -> Path:
     ("seed", "0", "seed '0' is not a whole number >= 0"),
     ("steps", None, "steps None is not a whole number >= 0"),
     ("steps", 374, "it took 374 steps, where 1000 examples x 3 epochs in batches of 8 take 375"),
+    ("n_train", 200, "n_train 200 is not the summary's 1000"),
 ])
 def test_a_changed_run_is_refused_and_nothing_is_recorded(tmp_path, capsys, field, value, says):
     good = _copy(tmp_path, "good")
@@ -167,3 +168,29 @@ def test_a_curve_s_runs_never_seed_a_run_at_another_size(tmp_path, capsys):
                  str(tmp_path / "odd.json")]) == 2
     assert ("odd.json, run 4: its 30 steps match no single training size of the curve's [50, 200], and it names "
             "none (n_train)") in capsys.readouterr().err
+
+
+SUMMARY_FIELDS = ("batch_size", "epochs", "sizes", "n_train")
+
+
+@settings(max_examples=150, deadline=None)
+@given(field=st.sampled_from(SUMMARY_FIELDS), value=WRONG | st.sampled_from([0, [50, "200"], [50, 200], {"a": 1}]))
+def test_a_summary_s_settings_set_to_wrong_values_are_named_never_a_crash(tmp_path_factory, field, value):
+    """A curve's summary with one of the settings a run's size and step count are read from changed: read back, or
+    refused with a ValueError that names the file and the run, never another exception."""
+    from quic_edge.bench.common import ADAPTERS
+    from quic_edge.bench.runs_files import read_runs
+    from quic_edge.suite import TASKS
+
+    summary = json.loads(CURVE.with_suffix(".json").read_text())
+    summary["settings"][field] = value
+    path = tmp_path_factory.mktemp("summary") / "changed.json"
+    path.write_text(json.dumps(summary))
+    try:
+        found = read_runs(path, set(ADAPTERS), set(TASKS))
+    except ValueError as error:
+        assert str(error).startswith(f"--runs-from {path}, run ") or "changed.json" in str(error), error
+        return
+    # read back: only a change that leaves every run's size and steps consistent (sizes still [50, 200], say)
+    assert sum(map(len, found.values())) == len(summary["runs"])
+    assert all(json.loads(k)["n_train"] in (50, 200) for k in found)

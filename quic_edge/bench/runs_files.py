@@ -94,7 +94,7 @@ def _size_of(row: dict[str, Any], settings: dict[str, Any]) -> Any:
         return settings.get("n_train")
     if "n_train" in row:
         return row["n_train"]
-    sizes = [n for n in settings["sizes"] if isinstance(n, int) and _steps(settings, n) == row["steps"]]
+    sizes = [n for n in settings["sizes"] if _steps(settings, n) == row["steps"]]
     return sizes[0] if len(sizes) == 1 else None
 
 
@@ -103,12 +103,17 @@ def _size_problem(row: dict[str, Any], settings: dict[str, Any]) -> str:
     for name in ("batch_size", "epochs"):
         if not isinstance(settings.get(name), int) or isinstance(settings[name], bool) or settings[name] < 1:
             return f"the summary's {name} {settings.get(name)!r} is not a whole number >= 1"
+    sizes = settings.get("sizes", [])
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        return f"the summary's sizes {sizes!r} is not a list of training sizes"
     size = _size_of(row, settings)
     if "sizes" in settings and size is None:
         return (f"its {row['steps']} steps match no single training size of the curve's {settings['sizes']}, and "
                 "it names none (n_train)")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         return f"n_train {size!r} is not a whole number >= 1"
+    if "sizes" not in settings and row.get("n_train", size) != size:
+        return f"n_train {row['n_train']!r} is not the summary's {size}"
     if "sizes" in settings and size not in settings["sizes"]:
         return f"n_train {size} is not one of the curve's sizes {settings['sizes']}"
     if row["steps"] != _steps(settings, size):

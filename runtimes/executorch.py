@@ -36,14 +36,21 @@ class ExecuTorchLoop(DeviceLoop):
         self.threads = threads
         super().__init__(bundle_dir, work_dir, keep, **verify)
 
-    def _open(self) -> None:
-        import torch
+    @staticmethod
+    def load_runtime() -> Any:
+        """ExecuTorch's training loader (its Python runtime imports torch)."""
         from executorch.extension.training import _load_for_executorch_for_training
 
+        return _load_for_executorch_for_training
+
+    def _open(self) -> None:
+        import torch
+
+        load = self.load_runtime()
         if self.threads:
             torch.set_num_threads(self.threads)
         self._torch = torch
-        self._module = _load_for_executorch_for_training(str(bundle_file(self.bundle_dir, self.manifest, "program")))
+        self._module = load(str(bundle_file(self.bundle_dir, self.manifest, "program")))
         self._names = list(self.manifest["trainable"])
         self._feed_names = [s["name"] for s in self.manifest["inputs"]] + [self.manifest["target"]["name"]]
         self._grads: dict[str, Any] | None = None

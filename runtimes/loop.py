@@ -88,6 +88,12 @@ class DeviceLoop(ABC):
         self.resume(start_over)
 
     # ---- runtime-specific -------------------------------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def load_runtime() -> Any:
+        """Load the runtime's own libraries, no bundle yet (what a process holds before it opens one); returns the
+        runtime's entry module or function."""
+
     @abstractmethod
     def _open(self) -> None:
         """Load the runtime's files from the bundle (initial parameters and optimizer state)."""

@@ -65,10 +65,12 @@ class OrtLoop(DeviceLoop):
         self._session: tuple[Any, Any, Any] | None = None
         super().__init__(bundle_dir, work_dir, keep, **verify)
 
+    load_runtime = staticmethod(ort_bindings)
+
     # ---- sessions -----------------------------------------------------------------------------------
     def _open(self) -> None:
         """Nothing is loaded yet: resume() loads a checkpoint, or the first use loads the bundle's own."""
-        self._ort = ort_bindings()
+        self._ort = self.load_runtime()
         self._trainable = list(self.manifest["trainable"])
         # grouped tensors are stored divided by a factor the graph multiplies back (export/ort_graph.py)
         self._stored = stored_scales(self.manifest["optimizer"], self._trainable)

@@ -63,6 +63,19 @@ def test_quic_keeps_rotation_tensors_and_nothing_labelled_lora(bundles):
 
 
 @pytest.mark.parametrize("adapter", ["lora", "quic"])
+def test_the_frozen_base_is_what_the_checkpoint_holds_besides_the_trainable_tensors(bundles, adapter):
+    """Read from the training graph's inputs; checked against the checkpoint file the session loads, which holds the
+    frozen and the trainable tensors (and a little of its own format)."""
+    from quic_edge.formats.bundle import read_manifest
+
+    _, report, folder = bundles[adapter]
+    checkpoint = (folder / read_manifest(folder)["files"]["checkpoint"]).stat().st_size / 2**20
+    held = report["frozen_base_mib"] + report["resident"]["trainable_mib"]
+    assert report["frozen_base_mib"] > 0.5 * checkpoint
+    assert held <= checkpoint <= held * 1.01 + 0.1, (held, checkpoint)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "quic"])
 def test_weights_dequantized_from_int8_are_named_so(bundles, adapter):
     """Tiny LLaMA's weights are below the recompute rewrite's size floor, so the backward pass keeps their fp32
     dequantization; each such tensor is made, through any ops, from an int8 weight and constants only."""

@@ -350,6 +350,36 @@ def test_a_cost_ratio_is_taken_against_lora_on_the_adapters_own_layers_where_the
     assert "| 0.900 (0.900-0.900) vs lora8-vf | 1 (1-1) | 1.10 (1.00-1.20) vs lora8-vf |" in table
 
 
+def test_the_floor_and_every_mib_above_it_add_up_to_the_measured_peak():
+    """Figures made up to be told apart: floor = 60 runtime + 20 base + 10 one layer (head only's live peak) + 1.5
+    state (0.25 trainable, its gradient, 1.0 of moments) = 91.5; above it 110 - 91.5 = 18.5 = the session at load
+    (90 - 60 - 20 - 1.5 = 8.5) + the live tensors beyond one layer's (15 - 10 = 5) + the rest (110 - 90 - 15 = 5)."""
+    from quic_edge.bench.device_memory import floor_rows, markdown
+
+    def cell(peak: float, load: float, runtime: float) -> dict:
+        one = {"median": 0, "min": 0, "max": 0, "n": 1}
+        return {"trainable": 7, "peak_rss_mib": one | {"median": peak}, "load_rss_mib": one | {"median": load},
+                "runtime_rss_mib": one | {"median": runtime}, "median_step_ms": one, "planned_mib": None}
+
+    def attribution(live: float, trainable: float) -> dict:
+        return {"stashed": {}, "stashed_mib": 0.0, "peak_live_mib": live, "frozen_base_mib": 20.0,
+                "resident": {"trainable_mib": trainable, "optimizer_moments_mib": 4 * trainable}}
+
+    results = {"settings": {"rounds": 1}, "ratios_to_lora8": {},
+               "summary": {"ort/head/recompute/arena-on": cell(85, 81, 60), "ort/quic12/recompute/arena-on": cell(110, 90, 60),
+                           "ort/quic12/recompute/arena-off": cell(999, 999, 60)},
+               "attribution": {"head/recompute": attribution(10, 0.0), "quic12/recompute": attribution(15, 0.25)}}
+    rows = floor_rows(results)
+    assert set(rows) == {"head/recompute", "quic12/recompute"}  # the loop's setting only: arena on
+    quic = rows["quic12/recompute"]
+    assert quic["state"] == 1.5 and quic["floor"] == 91.5 and quic["above"] == 18.5
+    assert (quic["session"], quic["live_beyond"], quic["rest"]) == (8.5, 5.0, 5.0)
+    assert rows["head/recompute"]["floor"] == 90 and rows["head/recompute"]["live_beyond"] == 0
+    assert "| quic12/recompute | 60.0 | 20.0 | 10.0 | 1.5 | 91.5 | 110.0 | 18.5 | 8.5 | 5.0 | 5.0 |" in markdown(results)
+    del results["attribution"]["head/recompute"]["frozen_base_mib"]  # a run from before the floor was measured
+    assert floor_rows(results) == {} and "The floor" not in markdown(results)
+
+
 def test_a_cost_benchmark_names_the_results_file_it_cannot_find_or_read(tmp_path, monkeypatch, capsys):
     from quic_edge.bench.blocks import main
 

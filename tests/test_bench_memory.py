@@ -51,6 +51,8 @@ def test_reports_peaks_per_phase_runtime_figures_and_the_machine(bundle, tmp_pat
         planned = result["runtime_memory"]["planned_buffer_bytes"]
         assert planned and all(b >= 0 for b in planned) and sum(planned) > 0
     assert "| steady |" in capsys.readouterr().out
+    # the runtime alone, measured before the bundle is opened: part of every phase's figure, below each
+    assert 20 < result["runtime_rss_mib"] < rss["load"], (result["runtime_rss_mib"], rss)
 
 
 def test_the_peak_resets_between_phases():

@@ -209,13 +209,28 @@ def resident_inputs(bundle: str | Path) -> dict[str, float]:
             "manifest": json.dumps(manifest["optimizer"]["name"])}
 
 
+def frozen_base_mib(bundle: str | Path, sizes: dict[str, int]) -> float:
+    """MiB of the frozen base the session holds throughout: the training graph's inputs that are neither the batch,
+    trainable, nor the trainable tensors' gradient buffers and their reset flag (int8 weights, their scales, fp32
+    biases and norms), as stored."""
+    import onnx
+
+    from quic_edge.formats.bundle import bundle_file, verify_bundle
+
+    manifest = verify_bundle(bundle)
+    batch = {s["name"] for s in [*manifest["inputs"], manifest["target"]]}
+    graph = onnx.load(str(bundle_file(bundle, manifest, "training_model")), load_external_data=False).graph
+    return sum(sizes.get(i.name, 0) for i in graph.input if i.name not in batch and i.name not in manifest["trainable"]
+               and not i.name.endswith("_grad.accumulation.buffer") and i.name != "lazy_reset_grad") / MIB
+
+
 def attribute(bundle: str | Path) -> dict[str, Any]:
     """The attribution of one ONNX Runtime bundle (see the module text)."""
     graph = optimized_training_graph(bundle).graph
     sizes = tensor_sizes(bundle)
     stashed = stashed_by_kind(graph, sizes)
     return {"stashed": stashed, "stashed_mib": sum(v["mib"] for v in stashed.values()), **peak_live(graph, sizes),
-            "resident": resident_inputs(bundle)}
+            "resident": resident_inputs(bundle), "frozen_base_mib": frozen_base_mib(bundle, sizes)}
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:

@@ -145,6 +145,8 @@ def run(rounds: int, root: Path, before: bool, executorch: bool, progress: bool 
             if progress:
                 print(f"round {r}: {key}: peak {peak(measured):.1f} MiB, {measured['median_step_ms']:.0f} ms", flush=True)
     summary = {key: {**cost_cells(ms), "phases_last_round": ms[-1]["peak_rss_mib"],
+                     "load_rss_mib": spread([m["peak_rss_mib"]["load"] for m in ms]),
+                     "runtime_rss_mib": spread([m["runtime_rss_mib"] for m in ms]),
                      "planned_mib": ms[-1]["runtime_memory"].get("planned_total_mib")} for key, ms in runs.items()}
     ratios = {}
     for adapter, runtime, recompute, arena in cases:
@@ -196,8 +198,58 @@ def markdown(results: dict[str, Any]) -> str:
     for name, a in results["attribution"].items():
         cells = [f"{a['stashed'].get(k, {}).get('mib', 0.0):.1f}" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {a['stashed_mib']:.1f} | {a['peak_live_mib']:.1f} |")
-    return "\n".join(lines + profile_table(results.get("op_profiles", {}))
+    return "\n".join(lines + floor_table(results) + profile_table(results.get("op_profiles", {}))
                      + volume_table(results.get("executorch_ops", {}))) + "\n"
+
+
+def floor_rows(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per ONNX Runtime bundle as the device loop runs it (arena on, buffer reuse off): its measured peak, the floor a
+    step cannot go below, and every MiB between them (medians over rounds, MiB).
+
+    floor = the runtime alone (measured) + the frozen base as stored + one layer's activations (head only's peak of
+    live tensors: a forward pass that keeps nothing) + the trainable state (parameters, gradients, AdamW's moments).
+    peak - floor = the session beyond the base and state at load (graphs, kernels' own buffers) + the step's live
+    tensors beyond one layer's (the graph replay) + the rest (the allocator's slack, what the replay misses)."""
+    attribution, rows = results["attribution"], {}
+    head = attribution.get("head/recompute")
+    if head is None or "frozen_base_mib" not in head:  # runs before the floor was measured
+        return rows
+    for key, s in results["summary"].items():
+        runtime, adapter, graph, arena = key.split("/")
+        a = attribution.get(f"{adapter}/{graph}")
+        if runtime != "ort" or arena != "arena-on" or a is None or "runtime_rss_mib" not in s:
+            continue
+        alone, load, peak_mib = (s[k]["median"] for k in ("runtime_rss_mib", "load_rss_mib", "peak_rss_mib"))
+        resident = a["resident"]
+        state = 2 * resident["trainable_mib"] + resident["optimizer_moments_mib"]
+        floor = alone + a["frozen_base_mib"] + head["peak_live_mib"] + state
+        rows[f"{adapter}/{graph}"] = {
+            "runtime": alone, "frozen_base": a["frozen_base_mib"], "one_layer": head["peak_live_mib"], "state": state,
+            "floor": floor, "peak": peak_mib, "above": peak_mib - floor,
+            "session": load - alone - a["frozen_base_mib"] - state,
+            "live_beyond": a["peak_live_mib"] - head["peak_live_mib"], "rest": peak_mib - load - a["peak_live_mib"]}
+    return rows
+
+
+def floor_table(results: dict[str, Any]) -> list[str]:
+    rows = floor_rows(results)
+    if not rows:
+        return []
+    lines = ["", "The floor a step cannot go below, and every MiB above it (ONNX Runtime, arena on, buffer reuse off; "
+             "medians over rounds, MiB). Floor = the runtime alone (its libraries loaded in a fresh process, no bundle) "
+             "+ the frozen base as stored + one layer's activations (head only's peak of live tensors: a forward pass "
+             "that keeps nothing) + the trainable state (parameters, gradients, AdamW's two moments). Above it: the "
+             "session beyond base and state at load (the load phase's peak, so it includes what loading made and freed), "
+             "the step's live tensors beyond one layer's (graph replay), and the rest (peak - load - live tensors: the "
+             "allocator's slack and what the replay misses; negative where the step reused what loading freed).", "",
+             "| bundle | runtime alone | frozen base | one layer's activations | trainable state | floor | peak RSS | "
+             "above the floor | session at load | live tensors beyond one layer's | rest |",
+             "|---|" + "---|" * 10]
+    for name, r in rows.items():
+        cells = [r[k] for k in ("runtime", "frozen_base", "one_layer", "state", "floor", "peak", "above", "session",
+                                "live_beyond", "rest")]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    return lines
 
 
 def profile_table(profiles: dict[str, Any], per_bundle: int = 8) -> list[str]:

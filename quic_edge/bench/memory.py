@@ -4,7 +4,9 @@
 
 A fresh child process opens the bundle's device loop and trains `steps` steps on one fixed batch. It reads its
 own peak RSS (VmHWM in /proc/self/status) after each phase: load (bundle verified, runtime files loaded), first
-step, steady state (the remaining steps); writing 5 to /proc/self/clear_refs resets the peak between phases.
+step, steady state (the remaining steps); writing 5 to /proc/self/clear_refs resets the peak between phases. Before
+it opens the bundle it loads the runtime's libraries (and the tokenizer's, for text) and reads its resident size
+then (VmRSS): the runtime's own share of every figure, which no adapter can go below.
 Torch-free for ONNX Runtime bundles: on a Pi it needs only the runtime, numpy, safetensors and tokenizers.
 """
 
@@ -48,6 +50,14 @@ def rss_split() -> dict[str, int]:
     """Current RSS by kind, KiB: RssAnon (data), RssFile (mapped libraries and files), RssShmem."""
     return {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
             if line.startswith(("RssAnon:", "RssFile:", "RssShmem:"))}
+
+
+def rss_mib() -> float:
+    """This process's resident set size now (VmRSS) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status: resident size needs Linux")
 
 
 def reset_peak() -> None:
@@ -107,8 +117,14 @@ def measuring_batch(loop: Any) -> dict[str, Any]:
 
 def measure(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20, **loop_options: Any) -> dict[str, Any]:
     """Train `steps` steps in this process and report peak RSS per phase. Call it in a fresh process."""
-    from quic_edge.runtimes import open_loop
+    from quic_edge.formats.bundle import read_manifest
+    from quic_edge.runtimes import loop_class, open_loop
 
+    manifest = read_manifest(bundle)
+    loop_class(str(manifest.get("runtime"))).load_runtime()
+    if "tokenizer" in manifest.get("files", {}):
+        import tokenizers  # noqa: F401  # a text bundle's loop encodes with it
+    runtime_rss = rss_mib()
     start = time.perf_counter()
     loop = open_loop(bundle, work, **loop_options)
     getattr(loop, "session", None)  # ORT builds its sessions on first use: count that as load
@@ -132,7 +148,8 @@ def measure(bundle: str | os.PathLike, work: str | os.PathLike, steps: int = 20,
         "runtime": loop.runtime, "model": manifest.get("model"), "adapter": manifest.get("adapter"), "steps": steps,
         "batch": {name: list(a.shape) for name, a in batch.items()},
         "trainable_numbers": sum(math.prod(s) for s in manifest["trainable"].values()),
-        "peak_rss_mib": rss, "training_peak_rss_mib": max(rss.values()), "load_seconds": load_seconds,
+        "peak_rss_mib": rss, "training_peak_rss_mib": max(rss.values()), "runtime_rss_mib": runtime_rss,
+        "load_seconds": load_seconds,
         "first_step_ms": times[0] * 1e3, "median_step_ms": statistics.median(times[1:] or times) * 1e3,
         "min_step_ms": min(times[1:] or times) * 1e3, "losses": losses,
         # CPU time of this process per step, every thread together: with one intra-op thread, the work a step does,
@@ -194,6 +211,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| phase | peak RSS (MiB) |",
         "|---|---|",
+        *([f"| the runtime alone (its libraries, no bundle; resident) | {result['runtime_rss_mib']:.1f} |"]
+          if "runtime_rss_mib" in result else []),
         *(f"| {phase.replace('_', ' ')} | {r[phase]:.1f} |" for phase in PHASES),
         "",
         f"load {result['load_seconds']:.2f} s; first step {result['first_step_ms']:.0f} ms; "

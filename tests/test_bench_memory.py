@@ -51,8 +51,14 @@ def test_reports_peaks_per_phase_runtime_figures_and_the_machine(bundle, tmp_pat
         planned = result["runtime_memory"]["planned_buffer_bytes"]
         assert planned and all(b >= 0 for b in planned) and sum(planned) > 0
     assert "| steady |" in capsys.readouterr().out
-    # the runtime alone, measured before the bundle is opened: part of every phase's figure, below each
+    # the runtime alone, measured before the bundle is opened: part of every phase's figure, below each, and what a
+    # fresh process holds with only the runtime's loader imported (measured apart here)
     assert 20 < result["runtime_rss_mib"] < rss["load"], (result["runtime_rss_mib"], rss)
+    alone = ("from quic_edge.runtimes import loop_class\nfrom quic_edge.bench.memory import rss_mib\n"
+             f"loop_class({runtime!r}).load_runtime()\nprint(rss_mib())\n")
+    reference = float(subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True,
+                                     check=True).stdout.split()[-1])
+    assert abs(result["runtime_rss_mib"] - reference) < 10, (result["runtime_rss_mib"], reference)
 
 
 def test_the_peak_resets_between_phases():

@@ -246,18 +246,42 @@ def test_the_targets_ablation_moves_the_query_s_angles_to_one_output_projection(
     assert adapter_numbers(model)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1]
 
 
-def test_lora_on_value_and_feed_forward_output_reads_quic_s_targets_the_same_way():
-    """The control for quic12-vf: PEFT's LoRA r8 on exactly the layers QuIC adapts there (the "re:" entry resolved by
-    quic_edge.targets, not handed to PEFT as a name), with rank 8's count for those shapes."""
+@pytest.mark.parametrize(("name", "parts"), [
+    ("quic12-of", ("attention.output.dense", "output.dense")),
+    ("quic12-vfo", ("attention.self.value", "attention.output.dense", "output.dense")),
+])
+def test_the_targets_ablation_spreads_the_same_angles_over_the_residual_writers(name, parts):
+    """Both output projections (what writes into the residual stream), alone or with the value: each layer's exactly,
+    with QuIC (1,2) on query/value's 3,780 angles (three targets take two blocks of n = 15 each)."""
     from quic_edge.bench.common import ADAPTERS, adapter_numbers
     from quic_edge.layer import QuICLinear
 
-    lora = ADAPTERS["lora8-vf"].build(2, seed=0)
-    quic = ADAPTERS["quic12-vf"].build(2, seed=0)
+    model = ADAPTERS[name].build(2, seed=0)
+    adapted = [n.split("layer.")[1] for n, m in model.named_modules() if isinstance(m, QuICLinear)]
+    assert sorted(adapted) == sorted(f"{i}.{part}" for i in range(LAYERS) for part in parts)
+    assert adapter_numbers(model)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1] == 3780
+
+
+@pytest.mark.parametrize(("placement", "shapes"), [
+    ("vf", [(HIDDEN, HIDDEN), (FFN, HIDDEN)]),
+    ("of", [(HIDDEN, HIDDEN), (FFN, HIDDEN)]),
+    ("vfo", [(HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN)]),
+])
+def test_lora_on_a_quic_placement_reads_quic_s_targets_the_same_way(placement, shapes):
+    """The control for quic12-vf and the other placements: PEFT's LoRA r8 on exactly the layers QuIC adapts there (the
+    "re:" entry resolved by quic_edge.targets, not handed to PEFT as a name), with rank 8's count for those shapes, and
+    the comparison pairs the two for the same-layer share."""
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+    from quic_edge.bench.compare import same_layers_lora
+    from quic_edge.layer import QuICLinear
+
+    lora = ADAPTERS[f"lora8-{placement}"].build(2, seed=0)
+    quic = ADAPTERS[f"quic12-{placement}"].build(2, seed=0)
     lora_layers = {n.split("layer.")[1].rsplit(".lora_", 1)[0] for n, _ in lora.named_parameters() if "lora_A" in n}
     quic_layers = {n.split("layer.")[1] for n, m in quic.named_modules() if isinstance(m, QuICLinear)}
-    assert lora_layers == quic_layers and len(lora_layers) == 2 * LAYERS
-    assert adapter_numbers(lora)[1] == _lora(8, [(HIDDEN, HIDDEN), (FFN, HIDDEN)])
+    assert lora_layers == quic_layers and len(lora_layers) == len(shapes) * LAYERS
+    assert adapter_numbers(lora)[1] == _lora(8, shapes)
+    assert same_layers_lora(f"quic12-{placement}", dict.fromkeys(ADAPTERS)) == f"lora8-{placement}"
 
 
 def test_lora_targets_that_match_nothing_say_so():

@@ -20,7 +20,8 @@ Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, full "p
 - targets: query/key instead of query/value (the attention scores change, the values do not), for QuIC (1,2) and,
   so that the share of LoRA's gain compares like with like, for LoRA r8 too; and value with attention's output
   projection, or with the feed-forward block's, instead of the query (the same angles, rotations that reach the
-  residual stream).
+  residual stream); and both output projections, alone or with the value (two blocks of n = 15 per layer there, so
+  the angles stay 3,780), each with LoRA r8 on the same layers as its control.
 The paper (arXiv 2502.06916, STS-B, its own encoder) reports C1 91.68, C1+C2 88.85, C1+C2+C3 88.48 and about 40 for
 sets without C1; the table puts those numbers beside ours.
 """
@@ -59,6 +60,10 @@ ROWS = (
     ("targets", "quic12-vo"),
     ("targets", "quic12-vf"),
     ("targets", "lora8-vf"),
+    ("targets", "quic12-of"),
+    ("targets", "lora8-of"),
+    ("targets", "quic12-vfo"),
+    ("targets", "lora8-vfo"),
     ("reference", "head"),
     ("reference", "lora8"),
     ("reference", "full"),

@@ -72,7 +72,7 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     # no import of quic_edge.bench.ablation here: it imports torch, and every command's parser is built at start-up
     _training(p, "ablation", "default every configuration: quic1-n15,quic12,quic123,quic2,quic23,quic1,quic12-d1,"
               "quic12-d3,quic12-d7,quic12-brick,quic12-free,quic12-b1,quic12-b2,quic12-b4,quic12-b6,quic12-qk,lora8-qk,"
-              "quic12-vo,quic12-vf,lora8-vf,head,lora8,full; head is always needed")
+              "quic12-vo,quic12-vf,lora8-vf,quic12-of,lora8-of,quic12-vfo,lora8-vfo,head,lora8,full; head is always needed")
 
 
 def _training_overrides(args: argparse.Namespace) -> dict:

@@ -28,8 +28,13 @@ TARGETS = ("query", "value")
 QUERY_KEY = ("query", "key")  # the ablation's other targets: attention's scores only, the values untouched
 # ... and two that keep the value and move the query's angles to an output projection: attention's (the heads mixed
 # back into the residual stream) or the feed-forward block's ("output.dense" alone would match both)
-VALUE_ATTENTION_OUT = ("value", "attention.output.dense")
-VALUE_FFN_OUT = ("value", r"re:.*layer\.\d+\.output\.dense")
+ATTENTION_OUT, FFN_OUT = "attention.output.dense", r"re:.*layer\.\d+\.output\.dense"
+VALUE_ATTENTION_OUT = ("value", ATTENTION_OUT)
+VALUE_FFN_OUT = ("value", FFN_OUT)
+# ... and the same angles spread wider: both projections that write into the residual stream, or those and the value
+# (two blocks of n = 15 per layer there, so three targets keep the 3,780 angles)
+RESIDUAL_WRITERS = (ATTENTION_OUT, FFN_OUT)
+VALUE_RESIDUAL_WRITERS = ("value", *RESIDUAL_WRITERS)
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
 LAYERS = 6  # MiniLM-L6's encoder layers
@@ -166,6 +171,9 @@ ABLATION_ADAPTERS = {
         quic("quic12-qk", "QuIC (1,2) on query/key", blocks=3, orders=(1, 2), targets=QUERY_KEY),
         quic("quic12-vo", "QuIC (1,2) on value/attention output", blocks=3, orders=(1, 2), targets=VALUE_ATTENTION_OUT),
         quic("quic12-vf", "QuIC (1,2) on value/feed-forward output", blocks=3, orders=(1, 2), targets=VALUE_FFN_OUT),
+        quic("quic12-of", "QuIC (1,2) on both output projections", blocks=3, orders=(1, 2), targets=RESIDUAL_WRITERS),
+        quic("quic12-vfo", "QuIC (1,2) on value and both output projections, 2 blocks, n=15", blocks=2, orders=(1, 2),
+             n=15, targets=VALUE_RESIDUAL_WRITERS),
         # blocks: fewer, larger blocks or more, smaller ones at about the same angles (at most 4,096, 18x fewer than
         # LoRA r8): n is the largest that fits (or the largest under the budget), so the rotation's reach and its
         # multiply-adds per token change, the angle count hardly does
@@ -176,6 +184,10 @@ ABLATION_ADAPTERS = {
         AdapterSpec("lora8-qk", "LoRA r8 (PEFT) on query/key", "lora", LORA_GRID, rank=LORA_RANK, targets=QUERY_KEY),
         AdapterSpec("lora8-vf", "LoRA r8 (PEFT) on value/feed-forward output", "lora", LORA_GRID, rank=LORA_RANK,
                     targets=VALUE_FFN_OUT),
+        AdapterSpec("lora8-of", "LoRA r8 (PEFT) on both output projections", "lora", LORA_GRID, rank=LORA_RANK,
+                    targets=RESIDUAL_WRITERS),
+        AdapterSpec("lora8-vfo", "LoRA r8 (PEFT) on value and both output projections", "lora", LORA_GRID,
+                    rank=LORA_RANK, targets=VALUE_RESIDUAL_WRITERS),
     )
 }
 ADAPTERS |= ABLATION_ADAPTERS

@@ -197,6 +197,15 @@ def test_a_quic_placement_is_also_measured_against_lora_on_its_own_layers():
     assert "0.75" in vf and "of LoRA vf's gain 0.50" in vf
 
 
+def test_a_same_layer_share_names_its_lora_in_good_english():
+    from quic_edge.bench.report import same_layers_text
+
+    assert same_layers_text({"title": "LoRA vf", "ratio": 0.5}).startswith("; of LoRA vf's gain 0.50")
+    assert same_layers_text({"title": "LoRA on both projections", "ratio": 0.8}).startswith(
+        "; of LoRA on both projections' gain 0.80")
+    assert same_layers_text(None) == ""
+
+
 def test_ablation_refuses_an_adapter_outside_it(tmp_path, capsys):
     assert main(["bench", "ablation", "--quick", "--adapters", "head,quic12-top2", "--out", str(tmp_path),
                  "--no-progress"]) == 2

@@ -178,7 +178,9 @@ def same_layers_text(same: dict[str, Any] | None) -> str:
     """"; of <LoRA on the same layers>'s gain 0.80 (90%: ...)" for a share cell, when the run had that LoRA."""
     if not same:
         return ""
-    return f"; of {same['title']}'s gain {_ratio(same['ratio'])} {_interval(same.get('interval'))}"
+    title = same["title"]
+    possessive = f"{title}'" if title.endswith("s") else f"{title}'s"  # "... both output projections' gain"
+    return f"; of {possessive} gain {_ratio(same['ratio'])} {_interval(same.get('interval'))}"
 
 
 def write_ablation(folder: Path, summary: dict[str, Any], stem: str = "ablation") -> None:

@@ -198,7 +198,8 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Each configuration is one change away from QuIC (1,2) (3 blocks, n = 15, the full planes circuit; the blocks "
         f"group changes the block count and with it n, at about the same angles), trained as "
-        f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value, ONNX Runtime device loop, AdamW, batch "
+        f"`bench compare` trains: all-MiniLM-L6-v2 frozen int8, query/value (the targets group names its own layers), "
+        f"ONNX Runtime device loop, AdamW, batch "
         f"{s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of {s['n_train']} examples "
         f"{schedule_text(s)}; its own rate (searched over {search_text(s)}) "
         f"chosen on {s['n_val']} validation examples ({selection_text(s)}), {head_text(s)}; "

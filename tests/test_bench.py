@@ -6,6 +6,8 @@ Expected counts are computed here from MiniLM's shapes (6 layers, hidden 384, FF
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from math import comb
 from pathlib import Path
 
@@ -709,7 +711,7 @@ def test_choosing_on_more_seeds_than_the_run_trains_is_a_clear_error(tmp_path, c
 
 
 def test_the_ablation_help_names_every_configuration():
-    """The help text is written out (building the parser must not import torch); it must not drift from ROWS."""
+    """The help lists the ablation's own rows, in the table's order (building the parser must not import torch)."""
     import argparse
 
     from quic_edge.bench.ablation import ROWS
@@ -719,6 +721,10 @@ def test_the_ablation_help_names_every_configuration():
     add_ablation_arguments(parser)
     text = next(a.help for a in parser._actions if a.dest == "adapters")
     assert text.split(": ")[1].split(";")[0].split(",") == [name for _, name in ROWS]
+    blocked = ("import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+               "from quic_edge.cli import build_parser; build_parser()")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"building the command line's parser imports torch: {done.stderr[-2000:]}"
 
 
 def test_share_interval_resamples_seeds_in_pairs_and_counts_draws_where_lora_gains_nothing():

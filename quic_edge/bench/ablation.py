@@ -33,41 +33,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from quic_edge.bench.ablation_rows import ROWS
 from quic_edge.bench.common import ADAPTERS
 from quic_edge.bench.compare import CompareSettings, compare
 
 HIDDEN = 384  # MiniLM's query/value width: what each configuration's n is computed from
 
-# (group, adapter) in the order of the table
-ROWS = (
-    ("orders", "quic1-n15"),
-    ("orders", "quic12"),
-    ("orders", "quic123"),
-    ("orders", "quic2"),
-    ("orders", "quic23"),
-    ("orders", "quic1"),
-    ("depth", "quic12-d1"),
-    ("depth", "quic12-d3"),
-    ("depth", "quic12-d7"),
-    ("layout", "quic12-brick"),
-    ("orthogonality", "quic12-free"),
-    ("blocks", "quic12-b1"),
-    ("blocks", "quic12-b2"),
-    ("blocks", "quic12-b4"),
-    ("blocks", "quic12-b6"),
-    ("targets", "quic12-qk"),
-    ("targets", "lora8-qk"),
-    ("targets", "quic12-vo"),
-    ("targets", "quic12-vf"),
-    ("targets", "lora8-vf"),
-    ("targets", "quic12-of"),
-    ("targets", "lora8-of"),
-    ("targets", "quic12-vfo"),
-    ("targets", "lora8-vfo"),
-    ("reference", "head"),
-    ("reference", "lora8"),
-    ("reference", "full"),
-)
 GROUP = dict((name, group) for group, name in ROWS)
 # The paper's STS-B results for the sets of orders it ablates (its Table on Hamming-weight subsets).
 PAPER_STSB = {"quic1-n15": "91.68 (C1)", "quic12": "88.85 (C1+C2)", "quic123": "88.48 (C1+C2+C3)",

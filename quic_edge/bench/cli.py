@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from quic_edge.bench.ablation_rows import ROWS as ABLATION_ROWS
+
 
 def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
@@ -69,10 +71,9 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
-    # no import of quic_edge.bench.ablation here: it imports torch, and every command's parser is built at start-up
-    _training(p, "ablation", "default every configuration: quic1-n15,quic12,quic123,quic2,quic23,quic1,quic12-d1,"
-              "quic12-d3,quic12-d7,quic12-brick,quic12-free,quic12-b1,quic12-b2,quic12-b4,quic12-b6,quic12-qk,lora8-qk,"
-              "quic12-vo,quic12-vf,lora8-vf,quic12-of,lora8-of,quic12-vfo,lora8-vfo,head,lora8,full; head is always needed")
+    # from ablation_rows, not quic_edge.bench.ablation: that imports torch, and every command's parser is built at start-up
+    names = ",".join(name for _, name in ABLATION_ROWS)
+    _training(p, "ablation", f"default every configuration: {names}; head is always needed")
 
 
 def _training_overrides(args: argparse.Namespace) -> dict:

@@ -1,7 +1,6 @@
 """The ablation's configurations, (group, adapter) in the order of its table: no imports, so that the command
 line's parser (built at start-up, without torch) lists them from here (quic_edge.bench.cli)."""
 
-# (group, adapter) in the order of the table
 ROWS = (
     ("orders", "quic1-n15"),
     ("orders", "quic12"),

@@ -27,6 +27,10 @@ def _lora(rank: int, shapes: list[tuple[int, int]]) -> int:
 
 
 def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
+    from quic_edge import models
+    from quic_edge.bench.common import ADAPTERS
+    from quic_edge.counts import count
+
     out = tmp_path / "results"
     assert main(["bench", "compare", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), "--no-progress"]) == 0
     for name in ("compare.json", "compare.md", "compare_accuracy.png"):
@@ -38,7 +42,10 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     # angles: 2 targets x 6 layers x 3 blocks x n(n-1)/2, n = 15 for orders (1,2) (15 + 105 <= 128)
     assert comb(15, 1) + comb(15, 2) <= HIDDEN // 3 < comb(16, 1) + comb(16, 2)
     assert rows["quic12"]["adapter_numbers"] == counts["quic12"]["angles"] == 2 * LAYERS * 3 * comb(15, 2)
-    assert counts["quic123"]["angles"] == 2 * LAYERS * 3 * comb(8, 2)  # n = 8: 8 + 28 + 56 = 92 <= 128
+    base, _ = models.load("minilm", num_labels=2)  # (1,2,3), not in this run, by the same formula: n = 8 (92 <= 128)
+    assert count(base, ADAPTERS["quic123"].config)["trainable_angles"] == 2 * LAYERS * 3 * comb(8, 2)
+    # the angles table holds the run's QuIC adapters, no others
+    assert {k for k, c in counts.items() if isinstance(c, dict)} == {"quic12"}
     head = HIDDEN * 2 + 2  # every suite task is binary
     assert rows["head"]["trainable"] == head and rows["head"]["adapter_numbers"] == 0
     assert rows["quic12"]["trainable"] == counts["quic12"]["angles"] + head
@@ -55,7 +62,9 @@ def test_quick_compare_writes_reports_with_sane_numbers(tmp_path, capsys):
     assert rows["quic12"]["tasks"][task]["delta_bytes"] > rows["head"]["tasks"][task]["delta_bytes"]
     runs = summary["runs"]  # each run saw the validation split; the choice came from it, never from test
     assert all("val" in r and "test" in r for r in runs)
-    assert "QuIC (1,2)" in (out / "compare.md").read_text() and "QuIC (1,2)" in capsys.readouterr().out
+    report = (out / "compare.md").read_text()
+    assert "QuIC (1,2)" in report and "QuIC (1,2)" in capsys.readouterr().out
+    assert "| quic12 | 3,780 |" in report and "| quic123 |" not in report
 
     # an interrupted run picks up where it stopped: the same settings again train nothing new
     (tmp_path / "work" / "bundles").rename(tmp_path / "moved")  # a run that trains would have to export again

@@ -122,7 +122,7 @@ def compare(s: CompareSettings, progress: bool = True) -> dict[str, Any]:
         chosen[name] = runner.search(name, head_lr, other_heads, again=s.head_search == "ladder")
     runner.close()
     summary = {"settings": asdict(s), "head_lr": head_lr, "adapters": {}, "runs": runner.rows,  # each job once
-               "counts": parameter_counts(), "total_seconds": time.perf_counter() - start,
+               "counts": parameter_counts(s.adapters), "total_seconds": time.perf_counter() - start,
                "trained": {"runs": len(runner.rows), "seconds": sum(r["train_seconds"] for r in runner.rows)}}
     for name in s.adapters:
         summary["adapters"][name] = adapter_row(name, chosen[name], runner)
@@ -502,8 +502,9 @@ def gap(summary: dict[str, Any], task: str) -> dict[str, float] | None:
     return {"head": head, "full": full, "gap_points": 100 * (full - head)}
 
 
-def parameter_counts() -> dict[str, Any]:
-    """Angles by the library's formulas (quic_edge.counts) and LoRA rank 8 built with PEFT, same and all linear."""
+def parameter_counts(adapters: tuple[str, ...]) -> dict[str, Any]:
+    """Angles of the run's QuIC adapters by the library's formulas (quic_edge.counts), and LoRA rank 8 built with
+    PEFT on its default targets (query/value) and on all linear layers."""
     from quic_edge import models
     from quic_edge.counts import count
 
@@ -511,7 +512,7 @@ def parameter_counts() -> dict[str, Any]:
     counts: dict[str, Any] = {"lora_rank": LORA_RANK, "targets": list(TARGETS)}
     counts["lora_built"] = adapter_numbers(ADAPTERS["lora8"].build(2, seed=0))[1]
     counts["lora_all_linear_built"] = lora_all_linear_numbers(2)
-    for name, spec in ((n, ADAPTERS[n]) for n in MAIN):
+    for name, spec in ((n, ADAPTERS[n]) for n in adapters):
         if spec.kind == "quic":
             angles = count(base, spec.config, lora_rank=LORA_RANK)["trainable_angles"]
             counts[name] = {"angles": angles, "ratio_lora": counts["lora_built"] / angles,

@@ -92,7 +92,8 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# The suite: QuIC against block OFT, LoRA, head-only and full fine-tuning (one run)",
         "",
-        f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])}; "
+        f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])} "
+        "unless a row names other layers; "
         f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of "
         f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
         f"learning rates ("
@@ -126,9 +127,10 @@ def compare_markdown(summary: dict[str, Any]) -> str:
                              f"{'' if g['val_at_least_head'] else ' (below head on val)'}"
                              + same_layers_text(g.get("same_layers")))
             lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
-    lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on the same targets, "
+    targets = "/".join(counts["targets"])
+    lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on {targets}, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
-              "| QuIC | angles | LoRA same targets / angles | LoRA all linear / angles |", "|---|---|---|---|"]
+              f"| QuIC | angles | LoRA on {targets} / angles | LoRA all linear / angles |", "|---|---|---|---|"]
     for name, c in counts.items():
         if isinstance(c, dict) and "angles" in c:
             lines.append(f"| {name} | {c['angles']:,} | {c['ratio_lora']:.1f}x | {c['ratio_lora_all_linear']:.1f}x |")

@@ -26,6 +26,8 @@ ROWS = (
     ("targets", "lora8-of"),
     ("targets", "quic12-vfo"),
     ("targets", "lora8-vfo"),
+    ("targets", "quic12-ffn-in"),
+    ("targets", "quic12-all-shared"),
     ("reference", "head"),
     ("reference", "lora8"),
     ("reference", "full"),

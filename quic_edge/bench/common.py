@@ -35,6 +35,7 @@ VALUE_FFN_OUT = ("value", FFN_OUT)
 # (two blocks of n = 15 per layer there, so three targets keep the 3,780 angles)
 RESIDUAL_WRITERS = (ATTENTION_OUT, FFN_OUT)
 VALUE_RESIDUAL_WRITERS = ("value", *RESIDUAL_WRITERS)
+FFN_IN = "intermediate.dense"  # the feed-forward block's first projection, 384 -> 1,536 features, before its GELU
 ALL_LINEAR = ("query", "key", "value", "dense")  # every linear layer of MiniLM's encoder (the head excluded)
 LORA_RANK = 8
 LAYERS = 6  # MiniLM-L6's encoder layers
@@ -174,6 +175,14 @@ ABLATION_ADAPTERS = {
         quic("quic12-of", "QuIC (1,2) on both output projections", blocks=3, orders=(1, 2), targets=RESIDUAL_WRITERS),
         quic("quic12-vfo", "QuIC (1,2) on value and both output projections, 2 blocks, n=15", blocks=2, orders=(1, 2),
              n=15, targets=VALUE_RESIDUAL_WRITERS),
+        # ... and the same 3,780 angles elsewhere again: on the feed-forward block's first projection (its 1,536
+        # features before the activation, six blocks of n = 15), or one rotation per layer shared by its three blocks
+        # (105 angles) on every linear layer, so that a layer's angles reach attention's scores, values and both
+        # feed-forward projections
+        quic("quic12-ffn-in", "QuIC (1,2) on the feed-forward input projection, 6 blocks, n=15", blocks=6,
+             orders=(1, 2), n=15, targets=(FFN_IN,)),
+        quic("quic12-all-shared", "QuIC (1,2) on every linear layer, one rotation per layer shared by its 3 blocks",
+             blocks=3, orders=(1, 2), n=15, share_blocks=True, targets=ALL_LINEAR),
         # blocks: fewer, larger blocks or more, smaller ones at about the same angles (at most 4,096, 18x fewer than
         # LoRA r8): n is the largest that fits (or the largest under the budget), so the rotation's reach and its
         # multiply-adds per token change, the angle count hardly does

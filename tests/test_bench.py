@@ -282,6 +282,42 @@ def test_the_targets_ablation_spreads_the_same_angles_over_the_residual_writers(
     assert adapter_numbers(model)[1] == adapter_numbers(ADAPTERS["quic12"].build(2, seed=0))[1] == 3780
 
 
+@pytest.mark.parametrize(("name", "parts", "blocks", "copies"), [
+    ("quic12-ffn-in", ("intermediate.dense",), 6, 6),
+    ("quic12-all-shared", ("attention.self.query", "attention.self.key", "attention.self.value",
+                           "attention.output.dense", "intermediate.dense", "output.dense"), 3, 1),
+])
+def test_the_targets_ablation_puts_the_same_angles_before_the_activation_or_shares_them_over_every_layer(
+        name, parts, blocks, copies):
+    """The feed-forward input projection (1,536 features, before its GELU) in six blocks, or every linear layer with
+    one rotation shared by its three blocks: each layer's exactly, QuIC (1,2) on query/value's 3,780 angles, and a
+    rotation that is orthogonal, acts block by block, and (shared) repeats one block's matrix in every block."""
+    import torch
+
+    from quic_edge.bench.common import ADAPTERS, adapter_numbers
+    from quic_edge.layer import QuICLinear
+
+    model = ADAPTERS[name].build(2, seed=0)
+    layers = {n.split("layer.")[1]: m for n, m in model.named_modules() if isinstance(m, QuICLinear)}
+    assert sorted(layers) == sorted(f"{i}.{part}" for i in range(LAYERS) for part in parts)
+    assert adapter_numbers(model)[1] == len(layers) * copies * comb(15, 2) == 3780
+    torch.manual_seed(0)
+    for layer in (layers["0.intermediate.dense"], layers["5.intermediate.dense"]):
+        assert layer.out_features == FFN and layer.n == 15 and tuple(layer.angles.shape[1:]) == (copies, comb(15, 2))
+        with torch.no_grad():
+            layer.angles.uniform_(-3.0, 3.0)
+            R = layer.rotation()
+        assert torch.allclose(R @ R.T, torch.eye(FFN), atol=1e-5)
+        size = FFN // blocks
+        diagonal = [R[i * size:(i + 1) * size, i * size:(i + 1) * size] for i in range(blocks)]
+        assert torch.allclose(torch.block_diag(*diagonal), R, atol=0)  # nothing crosses a block
+        for block in diagonal:  # 15 + 105 features rotated, the rest of the block untouched
+            assert torch.equal(block[120:, 120:], torch.eye(size - 120))
+            assert not block[:120, 120:].any() and not block[120:, :120].any()
+            assert not torch.allclose(block[:120, :120], torch.eye(120))
+        assert all(torch.equal(block, diagonal[0]) for block in diagonal) == (copies == 1)
+
+
 @pytest.mark.parametrize(("placement", "shapes"), [
     ("vf", [(HIDDEN, HIDDEN), (FFN, HIDDEN)]),
     ("of", [(HIDDEN, HIDDEN), (FFN, HIDDEN)]),

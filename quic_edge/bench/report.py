@@ -88,12 +88,12 @@ def rate_cell(choice: dict[str, Any], head_lr: float | None) -> str:
 
 def compare_markdown(summary: dict[str, Any]) -> str:
     s, rows, counts = summary["settings"], summary["adapters"], summary["counts"]
-    tasks = s["tasks"]
+    tasks, targets = s["tasks"], "/".join(counts["targets"])
     lines = [
         "# The suite: QuIC against block OFT, LoRA, head-only and full fine-tuning (one run)",
         "",
-        f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {'/'.join(counts['targets'])} "
-        "unless a row names other layers; "
+        f"Base all-MiniLM-L6-v2, frozen int8 (full fine-tuning: fp32, all trainable); adapters on {targets} unless a "
+        "row names other layers; "
         f"ONNX Runtime device loop, AdamW, batch {s['batch_size']} x sequence {s['seq_len']}, {s['epochs']} epochs of "
         f"{s['n_train']} training examples {schedule_text(s)}; {s['n_val']} validation examples choose the "
         f"learning rates ("
@@ -127,7 +127,6 @@ def compare_markdown(summary: dict[str, Any]) -> str:
                              f"{'' if g['val_at_least_head'] else ' (below head on val)'}"
                              + same_layers_text(g.get("same_layers")))
             lines.append(f"| {rows[name]['title']} | " + " | ".join(cells) + " |")
-    targets = "/".join(counts["targets"])
     lines += ["", f"LoRA rank {counts['lora_rank']} built with PEFT: {counts['lora_built']:,} numbers on {targets}, "
               f"{counts['lora_all_linear_built']:,} on all linear layers of the encoder (head excluded).", "",
               f"| QuIC | angles | LoRA on {targets} / angles | LoRA all linear / angles |", "|---|---|---|---|"]

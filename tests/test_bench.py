@@ -888,3 +888,34 @@ def test_the_schedule_choices_on_the_command_line_are_the_ones_the_settings_take
     add_compare_arguments(parser)
     action = next(a for a in parser._actions if a.dest == "schedule")
     assert tuple(action.choices) == SCHEDULES and f"{WARMUP_SHARE:.0%}".replace("%", " %%") in action.help
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "benchmarks" / "results").glob("device_memory*.json")))
+def test_a_committed_device_memory_table_regenerates_from_its_results_file(stem, tmp_path, monkeypatch, capsys):
+    from quic_edge.bench.device_memory import main
+
+    results = ROOT / "benchmarks" / "results"
+    (tmp_path / f"{stem}.json").write_bytes((results / f"{stem}.json").read_bytes())
+    monkeypatch.setattr("sys.argv", ["device_memory.py", "--from-results", "--out", str(tmp_path), "--name", stem,
+                                     "--work", str(tmp_path / "never")])
+    main()
+    assert (tmp_path / f"{stem}.md").read_text() == (results / f"{stem}.md").read_text()
+    assert not (tmp_path / "never").exists()  # nothing measured
+    assert (tmp_path / f"{stem}.json").read_bytes() == (results / f"{stem}.json").read_bytes()
+
+
+def test_device_memory_from_results_names_the_file_it_cannot_find_or_read(tmp_path, monkeypatch, capsys):
+    from quic_edge.bench.device_memory import main
+
+    def fails(content: str | None) -> str:
+        if content is not None:
+            (tmp_path / "device_memory.json").write_text(content)
+        monkeypatch.setattr("sys.argv", ["device_memory.py", "--from-results", "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 2 and not (tmp_path / "device_memory.md").exists()
+        return capsys.readouterr().err
+
+    assert f"no such file: {tmp_path / 'device_memory.json'}" in fails(None)
+    assert "not a JSON results file" in fails("{ half a results file")
+    assert "not a device_memory results file this benchmark wrote (KeyError" in fails(json.dumps({"rows": []}))

@@ -305,6 +305,31 @@ def merge_accuracy(cell: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> No
                 "share": t.get("share_of_lora_gain")} for task, t in tasks.items()})
 
 
+def read_json(parser: argparse.ArgumentParser, path: str | Path) -> Any:
+    """The JSON in `path`, or the parser's error (exit 2) naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        parser.error(f"{path}: not a JSON results file ({error})")
+
+
+def checked(parser: argparse.ArgumentParser, path: str | Path, use: Callable[[], Any], kind: str) -> Any:
+    """`use()`, or the parser's error naming `path` as not `kind` where the file's content does not fit."""
+    try:
+        return use()
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        parser.error(f"{path}: not {kind} ({type(error).__name__}: {error})")
+
+
+def results_file(parser: argparse.ArgumentParser, path: Path, markdown: Callable[[dict[str, Any]], str]) -> Any:
+    """A cost benchmark's own results file read back (--from-results), checked by rendering its table."""
+    if not path.is_file():
+        parser.error(f"no such file: {path} (--from-results reads {path.name} from --out)")
+    results = read_json(parser, path)
+    checked(parser, path, lambda: markdown(results), f"a {path.stem} results file this benchmark wrote")
+    return results
+
+
 def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict[str, Any]],
                  markdown: Callable[[dict[str, Any]], str], plot: Callable[[dict[str, Any], Path], None],
                  add_accuracy: Callable[[dict[str, Any], list[dict[str, Any]]], None], accuracy_help: str) -> None:
@@ -325,29 +350,16 @@ def cost_command(doc: str, stem: str, work: str, run: Callable[[int, Path], dict
         parser.error(f"no such file: {', '.join(map(str, missing))} (--from-results reads {stem}.json from --out; "
                      "--accuracy takes result JSONs)")
 
-    def read(path: str | Path) -> Any:
-        try:
-            return json.loads(Path(path).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            parser.error(f"{path}: not a JSON results file ({error})")
-
-    def of_kind(path: str | Path, use: Callable[[], Any], kind: str) -> Any:
-        try:
-            return use()
-        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
-            parser.error(f"{path}: not {kind} ({type(error).__name__}: {error})")
-
-    accuracies = [(p, read(p)) for p in args.accuracy or []]
+    accuracies = [(p, read_json(parser, p)) for p in args.accuracy or []]
     if args.from_results:
-        results = read(out / f"{stem}.json")
-        of_kind(out / f"{stem}.json", lambda: markdown(results), f"a {stem} results file this benchmark wrote")
+        results = results_file(parser, out / f"{stem}.json", markdown)
     else:
         root = fresh_scratch(args.work)
         results = run(args.rounds, root)
         out.mkdir(parents=True, exist_ok=True)  # the measurements first: a bad --accuracy file must not lose them
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
     for path, accuracy in accuracies:  # one file at a time, so an error names it; a later file's figures win
-        of_kind(path, lambda accuracy=accuracy: (add_accuracy(results, [accuracy]), markdown(results)),
+        checked(parser, path, lambda accuracy=accuracy: (add_accuracy(results, [accuracy]), markdown(results)),
                 f"a results file --accuracy takes ({accuracy_help}); the measurements are in {out / stem}.json, "
                 "add the right file with --from-results")
     table = markdown(results)
@@ -371,6 +383,8 @@ def main() -> None:
     parser.add_argument("--arenas", default=",".join(ARENAS),
                         help=f"comma-separated ONNX Runtime allocator settings (default {','.join(ARENAS)})")
     parser.add_argument("--name", default="device_memory", help="results file stem in --out (default device_memory)")
+    parser.add_argument("--from-results", action="store_true",
+                        help="do not measure: read <name>.json from --out and only write its table again")
     args = parser.parse_args()
     adapters, arenas = tuple(args.adapters.split(",")), tuple(args.arenas.split(","))
     unknown = [a for a in adapters if a not in ADAPTERS]
@@ -381,11 +395,14 @@ def main() -> None:
         parser.error(f"--arenas: unknown {', '.join(sorted(set(arenas) - set(ARENAS)))}; choose from {', '.join(ARENAS)}")
     if not args.name.replace("_", "").replace("-", "").isalnum():
         parser.error(f"--name: {args.name!r} is not a file stem (letters, digits, _ and - only)")
-    root = fresh_scratch(args.work)
-    results = run(args.rounds, root, args.before, not args.no_executorch, adapters=adapters, arenas=arenas)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.from_results:
+        results = results_file(parser, out / f"{args.name}.json", markdown)
+    else:
+        root = fresh_scratch(args.work)
+        results = run(args.rounds, root, args.before, not args.no_executorch, adapters=adapters, arenas=arenas)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
     (out / f"{args.name}.md").write_text(table)
     print(table)

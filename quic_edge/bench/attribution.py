@@ -35,15 +35,17 @@ KINDS = ("dequantized weights", "attention", "feed-forward", "layer norm", "rota
          "other")
 
 
-def optimized_training_graph(bundle: str | Path, session_options: dict[str, str] | None = None) -> Any:
-    """The training graph after ONNX Runtime's optimizations, as the device loop's session runs it."""
+def optimized_training_graph(bundle: str | Path, session_options: dict[str, str] | None = None,
+                             manifest: dict[str, Any] | None = None) -> Any:
+    """The training graph after ONNX Runtime's optimizations, as the device loop's session runs it. `manifest`: the
+    bundle's, where the caller has verified it already (else it is verified here)."""
     import onnx
 
     from quic_edge.formats.bundle import bundle_file, verify_bundle
     from quic_edge.runtimes.ort import ort_bindings
 
     C = ort_bindings()
-    manifest = verify_bundle(bundle)
+    manifest = manifest or verify_bundle(bundle)
     with tempfile.TemporaryDirectory(prefix="quic-edge-optimized-") as tmp:
         options = C.SessionOptions()
         options.enable_mem_pattern = False
@@ -54,17 +56,6 @@ def optimized_training_graph(bundle: str | Path, session_options: dict[str, str]
         state = C.load_checkpoint(str(bundle_file(bundle, manifest, "checkpoint")))
         C.Module(str(bundle_file(bundle, manifest, "training_model")), state, None, device, options)
         return onnx.load(str(Path(tmp) / "optimized.onnx"))
-
-
-def tensor_sizes(bundle: str | Path) -> dict[str, int]:
-    """Bytes of the training graph's tensors (shape inference on the bundle's training graph)."""
-    import onnx
-
-    from quic_edge.export.ort_graph import tensor_bytes
-    from quic_edge.formats.bundle import bundle_file, verify_bundle
-
-    manifest = verify_bundle(bundle)
-    return tensor_bytes(onnx.load(str(bundle_file(bundle, manifest, "training_model"))))
 
 
 def size_of(name: str, sizes: dict[str, int]) -> int:
@@ -195,13 +186,11 @@ def peak_live(graph: Any, sizes: dict[str, int]) -> dict[str, Any]:
             "at_peak": dict(sorted(at_peak.items(), key=lambda kv: -kv[1]))}
 
 
-def resident_inputs(bundle: str | Path) -> dict[str, float]:
-    """MiB of what the checkpoint state holds for the whole session: frozen weights (by dtype) and trainable tensors."""
+def resident_inputs(bundle: str | Path, manifest: dict[str, Any]) -> dict[str, float]:
+    """MiB of what the checkpoint state holds for the whole session: frozen weights (by dtype) and trainable tensors
+    (`manifest`: the bundle's, verified)."""
     import json
 
-    from quic_edge.formats.bundle import verify_bundle
-
-    manifest = verify_bundle(bundle)
     trainable = sum(int(np.prod(s)) * 4 for s in manifest["trainable"].values()) / MIB
     checkpoint = Path(bundle) / manifest["files"]["checkpoint"]
     return {"checkpoint_file_mib": checkpoint.stat().st_size / MIB, "trainable_mib": trainable,
@@ -209,28 +198,29 @@ def resident_inputs(bundle: str | Path) -> dict[str, float]:
             "manifest": json.dumps(manifest["optimizer"]["name"])}
 
 
-def frozen_base_mib(bundle: str | Path, sizes: dict[str, int]) -> float:
+def frozen_base_mib(graph: Any, manifest: dict[str, Any], sizes: dict[str, int]) -> float:
     """MiB of the frozen base the session holds throughout: the training graph's inputs that are neither the batch,
     trainable, nor the trainable tensors' gradient buffers and their reset flag (int8 weights, their scales, fp32
-    biases and norms), as stored."""
-    import onnx
-
-    from quic_edge.formats.bundle import bundle_file, verify_bundle
-
-    manifest = verify_bundle(bundle)
+    biases and norms), as stored (`graph`: the bundle's training graph; `manifest`: its manifest)."""
     batch = {s["name"] for s in [*manifest["inputs"], manifest["target"]]}
-    graph = onnx.load(str(bundle_file(bundle, manifest, "training_model")), load_external_data=False).graph
     return sum(sizes.get(i.name, 0) for i in graph.input if i.name not in batch and i.name not in manifest["trainable"]
                and not i.name.endswith("_grad.accumulation.buffer") and i.name != "lazy_reset_grad") / MIB
 
 
 def attribute(bundle: str | Path) -> dict[str, Any]:
     """The attribution of one ONNX Runtime bundle (see the module text)."""
-    graph = optimized_training_graph(bundle).graph
-    sizes = tensor_sizes(bundle)
+    import onnx
+
+    from quic_edge.export.ort_graph import tensor_bytes
+    from quic_edge.formats.bundle import bundle_file, verify_bundle
+
+    manifest = verify_bundle(bundle)  # every byte, once
+    training = onnx.load(str(bundle_file(bundle, manifest, "training_model")))
+    sizes = tensor_bytes(training)  # shape inference on the bundle's training graph
+    graph = optimized_training_graph(bundle, manifest=manifest).graph
     stashed = stashed_by_kind(graph, sizes)
     return {"stashed": stashed, "stashed_mib": sum(v["mib"] for v in stashed.values()), **peak_live(graph, sizes),
-            "resident": resident_inputs(bundle), "frozen_base_mib": frozen_base_mib(bundle, sizes)}
+            "resident": resident_inputs(bundle, manifest), "frozen_base_mib": frozen_base_mib(training.graph, manifest, sizes)}
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:

@@ -166,6 +166,7 @@ def write_curve(folder: Path, summary: dict[str, Any]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "curve.json").write_text(json.dumps(summary, indent=2))
@@ -176,6 +177,9 @@ def write_curve(folder: Path, summary: dict[str, Any]) -> None:
         ax.errorbar([int(n) for n in sizes], [at[n]["mean"] for n in sizes], yerr=[at[n]["std"] for n in sizes],
                     marker="o", capsize=3, label=ADAPTERS[name].title)
     ax.set_xscale("log")
+    sizes = sorted({int(n) for at in summary["points"].values() for n in at})
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes], rotation=45)  # the sizes run, not the log axis's own ticks
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set(xlabel="training examples", ylabel="test accuracy", title=f"Learning curve: {summary['task']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

@@ -919,3 +919,21 @@ def test_device_memory_from_results_names_the_file_it_cannot_find_or_read(tmp_pa
     assert f"no such file: {tmp_path / 'device_memory.json'}" in fails(None)
     assert "not a JSON results file" in fails("{ half a results file")
     assert "not a device_memory results file this benchmark wrote (KeyError" in fails(json.dumps({"rows": []}))
+
+
+def test_the_curve_s_x_axis_marks_exactly_the_sizes_run(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from quic_edge.bench.curve import write_curve
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, path, **kw: saved.append(fig))
+    point = {"mean": 0.6, "std": 0.01, "min": 0.59, "max": 0.61, "n": 3, "values": [0.59, 0.6, 0.61]}
+    summary = {"task": "bbc-word-order", "settings": {"sizes": [50, 800, 1000, 3200], "seeds": [0, 1, 2]},
+               "rates": {}, "points": {"head": {50: point, 800: point, 1000: point}, "quic12": {3200: point}}}
+    monkeypatch.setattr("quic_edge.bench.curve.curve_markdown", lambda summary: "")  # the table has its own tests
+    write_curve(tmp_path, summary)
+    ax = saved[0].axes[0]
+    assert list(ax.get_xticks()) == [50, 800, 1000, 3200]  # every adapter's sizes, and nothing between them
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "800", "1,000", "3,200"]
+    assert not ax.xaxis.get_minorticklocs().size  # the log axis's own minor labels overlapped (200 to 800)

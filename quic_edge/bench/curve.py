@@ -177,8 +177,8 @@ def write_curve(folder: Path, summary: dict[str, Any]) -> None:
         ax.errorbar([int(n) for n in sizes], [at[n]["mean"] for n in sizes], yerr=[at[n]["std"] for n in sizes],
                     marker="o", capsize=3, label=ADAPTERS[name].title)
     ax.set_xscale("log")
-    sizes = sorted({int(n) for at in summary["points"].values() for n in at})
-    ax.set_xticks(sizes, [f"{n:,}" for n in sizes], rotation=45)  # the sizes run, not the log axis's own ticks
+    every_size = sorted({int(n) for at in summary["points"].values() for n in at})
+    ax.set_xticks(every_size, [f"{n:,}" for n in every_size], rotation=45)  # the sizes run, not the log axis's ticks
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set(xlabel="training examples", ylabel="test accuracy", title=f"Learning curve: {summary['task']}")
     ax.grid(alpha=0.3)

@@ -755,6 +755,37 @@ def test_choosing_on_more_seeds_than_the_run_trains_is_a_clear_error(tmp_path, c
     assert f"select-seeds: {k} is not between 1 and the number of seeds (3)" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["compare", "ablation", "curve"])
+@pytest.mark.parametrize(("bad", "says"), [
+    (["--seeds", ""], "--seeds: give whole numbers separated by commas, got ''"),
+    (["--seeds", ","], "--seeds: give whole numbers separated by commas"),
+    (["--seeds", "0,x"], "--seeds: give whole numbers separated by commas, got '0,x'"),
+    (["--seeds", "0,0"], "seeds: give distinct whole numbers >= 0"),
+    (["--seeds", "-1"], "seeds: give distinct whole numbers >= 0"),
+    (["--tasks", ","], "--tasks: give one or more names"),
+    (["--tasks", "bbc-word-order,bbc-word-order"], "tasks: give distinct suite tasks"),
+    (["--tasks", "nope"], "the suite has bbc-same-topic"),
+    (["--adapters", ""], "--adapters: give one or more names"),
+    (["--epochs", "0"], "epochs: must be at least 1, got 0"),
+    (["--epochs", "-1"], "epochs: must be at least 1, got -1"),
+    (["--n-train", "0"], "n-train: must be at least 1, got 0"),
+    (["--jobs", "0"], "jobs: must be at least 1"),
+    (["--jobs", "-2"], "jobs: must be at least 1"),
+    (["--out", ""], "out: name a results folder"),
+    (["--work", ""], "work: name a scratch folder"),
+])
+def test_bad_run_settings_are_refused_before_any_work(tmp_path, capsys, command, bad, says):
+    """A value that would train nothing, train the wrong thing or fall back to the default silently (an empty --seeds
+    once ran the default seeds, --jobs 0 ran two jobs, --epochs 0 started training, an empty --tasks wrote an empty
+    report over the results) is refused with exit 2 before a folder is made."""
+    extra = ["--search"] if command == "curve" else []
+    args = ["bench", command, *extra, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--no-progress"]
+    assert main([*args, *bad]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w").exists()
+
+
 def test_the_ablation_help_names_every_configuration():
     """The help names every configuration the adapter registry holds for the ablation, and only registered adapters
     (building the parser must not import torch)."""

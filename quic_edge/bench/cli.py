@@ -9,8 +9,25 @@ from pathlib import Path
 from quic_edge.bench.ablation_rows import ROWS as ABLATION_ROWS
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+def _names(option: str, text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option's values (None when not given); a value given but empty is refused, never read as the
+    default."""
+    if text is None:
+        return None
+    values = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not values:
+        raise ValueError(f"{option}: give one or more names separated by commas, got {text!r}")
+    return values
+
+
+def _whole_numbers(option: str, text: str | None) -> tuple[int, ...] | None:
+    """A comma-separated option of whole numbers (None when not given), refused unless every value is one."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in _names(option, text) or ())
+    except ValueError:
+        raise ValueError(f"{option}: give whole numbers separated by commas, got {text!r}") from None
 
 
 def _common(p: argparse.ArgumentParser, what: str) -> None:
@@ -29,7 +46,7 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    found = {"tasks": _names(args.tasks), "seeds": tuple(int(x) for x in _names(args.seeds) or ()) or None,
+    found = {"tasks": _names("--tasks", args.tasks), "seeds": _whole_numbers("--seeds", args.seeds),
              "epochs": args.epochs, "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "out": args.out,
              "schedule": args.schedule}
     return {k: v for k, v in found.items() if v is not None}
@@ -78,11 +95,11 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
 
 def _training_overrides(args: argparse.Namespace) -> dict:
     overrides = _overrides(args)
-    if args.adapters:
-        overrides["adapters"] = _names(args.adapters)
-    if args.work:
+    if args.adapters is not None:
+        overrides["adapters"] = _names("--adapters", args.adapters)
+    if args.work is not None:
         overrides["work"] = args.work
-    if args.jobs:
+    if args.jobs is not None:
         overrides["jobs"] = args.jobs
     if args.refine:
         overrides["refine"] = True
@@ -117,11 +134,8 @@ def run_curve_command(args: argparse.Namespace) -> int:
     from quic_edge.bench.curve import CurveSettings, run_curve
 
     overrides = _training_overrides(args)
-    if args.sizes:
-        try:
-            overrides["sizes"] = tuple(int(x) for x in _names(args.sizes) or ())
-        except ValueError:
-            raise ValueError(f"--sizes: give whole numbers separated by commas, got {args.sizes!r}") from None
+    if args.sizes is not None:
+        overrides["sizes"] = _whole_numbers("--sizes", args.sizes)
     if args.search and args.rates:
         raise ValueError("--search and --rates: a curve either searches each size's rates or takes them from files; "
                          "give one")

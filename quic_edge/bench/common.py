@@ -90,6 +90,16 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(SUITE):
+            raise ValueError(f"tasks: give distinct suite tasks, at least one, got {list(self.tasks)}; the suite has "
+                             f"{', '.join(SUITE)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds: give distinct whole numbers >= 0, at least one, got {list(self.seeds)}")
+        if not str(self.out).strip():
+            raise ValueError("out: name a results folder (the default is benchmarks/results), got an empty name")
+        for name in ("epochs", "n_train", "n_val", "n_test", "batch_size", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
 
     @classmethod
     def make(cls, quick: bool = False, **overrides: Any):

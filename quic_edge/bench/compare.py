@@ -84,6 +84,10 @@ class CompareSettings(RunSettings):
         if self.head_search not in ("", *self.HEAD_SEARCHES):
             raise ValueError(f"head-search: unknown {self.head_search!r}; give one of {list(self.HEAD_SEARCHES)} "
                              "(beside: head-only's tried rates next to its choice; ladder: its whole ladder)")
+        if not str(self.work).strip():
+            raise ValueError("work: name a scratch folder for the runs, got an empty name")
+        if self.jobs < 1:
+            raise ValueError(f"jobs: must be at least 1 (training processes at once), got {self.jobs}")
         if not 1 <= self.select_seeds <= len(self.seeds):
             raise ValueError(f"select-seeds: {self.select_seeds} is not between 1 and the number of seeds "
                              f"({len(self.seeds)}); choose on at most as many seeds as the run trains")

@@ -75,6 +75,8 @@ class DemoSettings:
 
         if self.schedule not in SCHEDULES:
             raise ValueError(f"demo schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if not str(self.out_dir).strip():
+            raise ValueError("demo out: name a folder for the report (the default is runs/demo), got an empty name")
 
     @classmethod
     def make(cls, runtime: str = "ort", quick: bool = False, seed: int = 0, out_dir: str = "runs/demo",

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from quic_edge import cli_types
 from quic_edge.bench.ablation_rows import ROWS as ABLATION_ROWS
 
 
@@ -41,7 +42,7 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--n-val", type=int, help="validation examples that choose the rates (default 200)")
     p.add_argument("--n-test", type=int, help="test examples per task and seed (default 600)")
     p.add_argument("--out", help="results folder (default benchmarks/results)")
-    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
+    p.add_argument("--json", metavar="FILE", type=cli_types.output_file, help="also write the summary as JSON to FILE")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

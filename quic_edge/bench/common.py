@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from quic_edge import baselines, models
+from quic_edge.cli_types import MAX_SEED
 from quic_edge.config import QuICConfig
 from quic_edge.model import apply_quic
 from quic_edge.state import delta_parameters
@@ -93,8 +94,9 @@ class RunSettings:
         if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(SUITE):
             raise ValueError(f"tasks: give distinct suite tasks, at least one, got {list(self.tasks)}; the suite has "
                              f"{', '.join(SUITE)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"seeds: give distinct whole numbers >= 0, at least one, got {list(self.seeds)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(0 <= x <= MAX_SEED for x in self.seeds):
+            raise ValueError(f"seeds: give distinct whole numbers from 0 to {MAX_SEED}, at least one, got "
+                             f"{list(self.seeds)}")
         if not str(self.out).strip():
             raise ValueError("out: name a results folder (the default is benchmarks/results), got an empty name")
         for name in ("epochs", "n_train", "n_val", "n_test", "batch_size", "seq_len"):

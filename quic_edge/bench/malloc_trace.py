@@ -25,6 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from quic_edge import cli_types
+
 MIB = 2**20
 SOURCE = Path(__file__).with_name("malloc_interposer.c")
 
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="+", help="ONNX Runtime bundle folders")
     parser.add_argument("--mem-reuse", action="store_true", help="keep ORT's buffer reuse on (the loop turns it off)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--json", metavar="FILE", type=cli_types.output_file, help="also write the results as JSON to FILE")
     parsed = parser.parse_args(args)
     results = {}
     with tempfile.TemporaryDirectory(prefix="quic-edge-malloc-") as tmp:

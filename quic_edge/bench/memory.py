@@ -25,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from quic_edge import cli_types
+
 PHASES = ("load", "first_step", "steady")
 # Texts for the measuring batch when the bundle has a tokenizer (memory does not depend on what they say).
 SAMPLE_TEXTS = (
@@ -236,7 +238,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's choice; 1 for ExecuTorch, "
                    "see runtimes/executorch.py); 0 = the runtime's default")
     p.add_argument("--label", help="free text stored with the result (e.g. 'Pi Zero 2 W' or 'qemu-user emulation')")
-    p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    p.add_argument("--json", metavar="FILE", type=cli_types.output_file, help="also write the result as JSON to FILE")
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from quic_edge import cli_types
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("ort", "executorch"), default="ort", help="device runtime (default ort)")
     p.add_argument("--quick", action="store_true", help="a smaller run (64 examples per person, about 2 minutes) for "
                    "smoke tests: too small for word order to learn")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, head init and shuffling (default 0)")
+    p.add_argument("--seed", type=cli_types.seed, default=0, help="seed of the data split, head init and shuffling (default 0)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
+    p.add_argument("--json", metavar="FILE", type=cli_types.output_file, help="also write the summary as JSON to FILE")
     p.set_defaults(func=run)
 
 

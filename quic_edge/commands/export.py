@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from quic_edge import cli_types
 from quic_edge.config_cli import add_config_arguments, add_model_arguments
 from quic_edge.export import EXPORTERS
 
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="fixed batch size of the training graph (default 8)")
     p.add_argument("--seq-len", type=int, default=64, help="fixed sequence length for text models (default 64)")
     p.add_argument("--head-lr", type=float, help="learning rate of the head (default: the same as --lr)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the head init (default 0)")
+    p.add_argument("--seed", type=cli_types.seed, default=0, help="seed of the head init (default 0)")
     p.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 private key (PEM; quic-edge keygen)")
     add_config_arguments(p)
     p.set_defaults(func=run)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from quic_edge import cli_types
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fleet", help="federated personalization of QuIC adapters with Flower",
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--n-test", type=int, default=32, help="held-out examples per client (default 32)")
     s.add_argument("--heldout", type=int, default=250, help="global held-out examples (default 250)")
     s.add_argument("--seq-len", type=int, default=64, help="sequence length of the bundle (default 64)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the data split and training (default 0)")
+    s.add_argument("--seed", type=cli_types.seed, default=0, help="seed of the data split and training (default 0)")
     s.add_argument("--cpus", type=int, default=2, help="clients trained in parallel (default 2)")
     s.add_argument("--no-lora", action="store_true", help="skip the LoRA rank-8 comparison")
     s.add_argument("--no-centralized", action="store_true", help="skip the centralized baseline")
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--round-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="seconds the server waits for a round's replies; a client silent by then is dropped (default 600)")
     s.add_argument("--out", default="runs/fleet", help="output folder (default runs/fleet)")
-    s.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
+    s.add_argument("--json", metavar="FILE", type=cli_types.output_file, help="also write the summary as JSON to FILE")
     s.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 0)
 

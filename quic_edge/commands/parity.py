@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from quic_edge import cli_types
+
 RUNTIMES = ("ort", "executorch")
 
 
@@ -23,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=("minilm", "llama-tiny", "mlp"), default="mlp", help="model family (default mlp)")
     p.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer (default adamw)")
-    p.add_argument("--seed", type=int, default=0, help="seed of init and data (default 0)")
-    p.add_argument("--json", metavar="FILE", help="write the report (a list when --runtime all) to FILE")
+    p.add_argument("--seed", type=cli_types.seed, default=0, help="seed of init and data (default 0)")
+    p.add_argument("--json", metavar="FILE", type=cli_types.output_file,
+                   help="write the report (a list when --runtime all) to FILE")
     p.set_defaults(func=run)
 
 

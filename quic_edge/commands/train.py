@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from quic_edge import cli_types
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default: the bundle's)")
     p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps, then linear decay to 0")
     p.add_argument("--eval", metavar="FILE", help="report accuracy on this data file after training")
-    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    p.add_argument("--seed", type=cli_types.seed, default=0, help="shuffling seed (default 0)")
     p.add_argument("--start-over", action="store_true",
                    help="when no checkpoint in --out can be resumed, start from the bundle (they are kept aside)")
     p.add_argument("--trusted-key", action="append", metavar="PEM",

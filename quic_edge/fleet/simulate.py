@@ -117,6 +117,11 @@ def run_fleet(settings: FleetSettings) -> dict[str, Any]:
     if not 0 < settings.round_timeout < float("inf"):
         raise ValueError(f"round timeout: the server needs a positive number of seconds to wait for a round's replies, "
                          f"not {settings.round_timeout!r}")
+    for name in ("rounds", "cpus"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name}: must be at least 1, got {getattr(settings, name)}")
+    if not str(settings.out).strip():
+        raise ValueError("out: name a folder for the fleet's report, got an empty name")
     out = Path(settings.out)
     summary: dict[str, Any] = {"settings": asdict(settings), "federations": {}}
     start = time.perf_counter()
